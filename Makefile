@@ -1,0 +1,36 @@
+# Two commands: `make tutorial` runs the notebooks, `make test` runs every check.
+# Both set up .venv on first use. Offline, point LEXGLUE_PATH at a local copy of the data.
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+# Use the offline copy beside the repository when there is one (CI, workshops).
+LEXGLUE_PATH ?= $(wildcard $(CURDIR)/../shared/data/lex_glue)
+export LEXGLUE_PATH
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup tutorial notebooks test lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+# Execute notebooks 01-04 with papermill into output/ (default preset: auto).
+tutorial: setup
+	$(PYTHON) -m custom_module.tutorial --output output $(if $(PRESET),--preset $(PRESET))
+
+# Maintainers: refresh the committed notebooks' outputs with a real default-preset run.
+notebooks: setup
+	$(PYTHON) -m custom_module.tutorial --in-place
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest --nbval notebooks --nbval-sanitize-with nbval_sanitize.cfg \
+		--nbval-current-env -p no:cacheprovider

@@ -1,0 +1,109 @@
+"""`TrainConfig` and its named presets.
+
+A preset is a documented `TrainConfig` instance, not a branch in the training code: `smoke` proves
+the pipeline works in seconds, `cpu` is the offline default that reaches a real result in
+minutes on a laptop, `gpu` is the blog's roberta-base setup for a CUDA card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from custom_module.model_source import MINILM, ROBERTA_BASE
+from custom_module.module import ENCODER_LINEAR_LAYERS
+
+# Let the caller (e.g. `mixed_precision_for_device`) choose fp16 or bf16 on the GPU at hand.
+DEVICE_MIXED_PRECISION = "device-mixed"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; the defaults are the `cpu` preset."""
+
+    preset: str = "cpu"
+    model_name: str = MINILM
+    task: str = "binary"  # "binary" (fair vs unfair) or "multilabel" (8 categories)
+    data_path: str | None = None  # None: LEXGLUE_PATH, else the hub id
+    sample_size: int | None = None  # balanced sample of each split for quick runs; None: all
+    max_length: int = 128
+    batch_size: int = 32
+    max_epochs: int = 4
+    max_time_minutes: float | None = 45.0
+    early_stopping_patience: int = 2
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: str = ENCODER_LINEAR_LAYERS
+    class_weighting: float = 0.5  # 0: off; 1: fair/unfair ratio; in between: a softer weight
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    seed: int = 42
+    system_metrics_interval_seconds: float = 10.0  # how often system/* metrics are sampled
+    experiment_name: str = "lexglue-unfair-tos-lora"
+    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the repo's sqlite store
+    run_name: str | None = None
+
+    def replace(self, **overrides) -> TrainConfig:
+        """A copy with some fields changed; unknown names fail loudly."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig field(s): {sorted(unknown)}.")
+        return dataclasses.replace(self, **overrides)
+
+    def as_params(self) -> dict[str, str]:
+        """Flat `config.*` strings for `mlflow.log_params`."""
+        return {f"config.{k}": str(v) for k, v in dataclasses.asdict(self).items()}
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # Seconds on CPU: a balanced 64-clause sample of each split, two epochs. Proves the wiring.
+    "smoke": TrainConfig(
+        preset="smoke",
+        sample_size=64,
+        max_epochs=2,
+        batch_size=16,
+        max_time_minutes=5.0,
+        system_metrics_interval_seconds=1.0,
+    ),
+    # The offline default: bundled MiniLM, every row, a few epochs (~2.5 min each on 2 cores).
+    "cpu": TrainConfig(),
+    # The blog's setup. fp16 on a T4 (bf16 is ~4x slower there), bf16 on Ampere or newer.
+    "gpu": TrainConfig(
+        preset="gpu",
+        model_name=ROBERTA_BASE,
+        max_epochs=6,
+        max_time_minutes=60.0,
+        early_stopping_patience=2,
+        learning_rate=5e-4,
+        precision=DEVICE_MIXED_PRECISION,
+    ),
+}
+
+
+def mixed_precision_for_device() -> str:
+    """`bf16-mixed` on GPUs with fast bf16 (compute capability 8.0+), else `16-mixed`."""
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0):
+        return "bf16-mixed"
+    return "16-mixed"
+
+
+def preset(name: str = "auto", **overrides) -> TrainConfig:
+    """The named preset with `overrides` applied. `auto` is `gpu` with CUDA, else `cpu`.
+
+    An override of `None` keeps the preset's value, so notebook parameters can default to None.
+    """
+    if name == "auto":
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+        print(f"preset 'auto' chose {name!r} (CUDA {'found' if name == 'gpu' else 'not found'}).")
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {['auto', *PRESETS]}.")
+    config = PRESETS[name].replace(**{k: v for k, v in overrides.items() if v is not None})
+    if config.precision == DEVICE_MIXED_PRECISION:
+        config = config.replace(precision=mixed_precision_for_device())
+    return config

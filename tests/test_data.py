@@ -1,0 +1,120 @@
+"""LexGlueDataModule on the real UNFAIR-ToS copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from custom_module.model_source import MINILM, resolve_model_path
+from data import (
+    LABEL_NAMES,
+    LengthBucketBatchSampler,
+    LexGlueDataModule,
+    balanced_sample,
+    load_unfair_tos,
+    resolve_data_path,
+    to_targets,
+)
+
+
+@pytest.fixture(scope="module")
+def datamodule() -> LexGlueDataModule:
+    module = LexGlueDataModule(resolve_model_path(MINILM))
+    module.setup()
+    return module
+
+
+def test_every_row_of_every_split_is_kept(datamodule):
+    sizes = {split: len(datamodule.split(split)) for split in ("train", "validation", "test")}
+    assert sizes == {"train": 5532, "validation": 2275, "test": 1607}
+
+
+def test_validation_dataloader_yields_all_2275_rows(datamodule):
+    batches = list(datamodule.val_dataloader())
+    assert sum(len(batch["labels"]) for batch in batches) == 2275
+    labels = np.concatenate([batch["labels"].numpy() for batch in batches]).ravel()
+    assert labels.sum() == 230  # unfair validation clauses, as in PROVENANCE.md
+
+
+def test_binary_target_is_one_when_any_category_is_present():
+    assert to_targets([[], [3], [0, 6]], "binary").ravel().tolist() == [0, 1, 1]
+
+
+def test_multilabel_target_is_multi_hot_over_eight_categories():
+    targets = to_targets([[], [3, 1]], "multilabel")
+    assert targets.shape == (2, len(LABEL_NAMES))
+    assert targets[1].nonzero()[0].tolist() == [1, 3]
+
+
+def test_unknown_task_is_rejected():
+    with pytest.raises(ValueError, match="binary"):
+        to_targets([[]], "multiclass")
+
+
+def test_pos_weight_is_the_fair_to_unfair_ratio_of_train(datamodule):
+    assert datamodule.pos_weight() == [pytest.approx(4902 / 630, abs=1e-4)]
+
+
+def test_missing_data_folder_says_how_to_fix_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="LEXGLUE_PATH"):
+        resolve_data_path(str(tmp_path / "nowhere"))
+
+
+def test_folder_without_parquet_files_names_the_missing_splits(tmp_path):
+    (tmp_path / "unfair_tos").mkdir()
+    (tmp_path / "unfair_tos" / "train-00000-of-00001.parquet").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="validation"):
+        resolve_data_path(str(tmp_path))
+
+
+def test_unset_path_falls_back_to_the_hub_id(monkeypatch):
+    monkeypatch.delenv("LEXGLUE_PATH", raising=False)
+    assert resolve_data_path() == "coastalcph/lex_glue"
+
+
+def test_unknown_split_is_rejected(datamodule):
+    with pytest.raises(ValueError, match="validation"):
+        datamodule.split("dev")
+
+
+@pytest.mark.parametrize("text", ["", "   ", None, 3])
+def test_empty_or_non_string_clause_is_rejected(datamodule, text):
+    with pytest.raises(ValueError, match="Clause 1"):
+        datamodule.encode(["a fair clause .", text])
+
+
+def test_loaded_dataset_has_text_and_labels_and_no_empty_text():
+    dataset = load_unfair_tos()
+    assert dataset["test"].column_names == ["text", "labels"]
+    assert all(text.strip() for text in dataset["test"]["text"])
+
+
+def test_balanced_sample_is_half_unfair_and_seeded():
+    targets = to_targets(list(load_unfair_tos()["train"]["labels"]), "binary")
+    sample = balanced_sample(targets, 64, seed=1)
+    assert targets[sample].sum() == 32
+    assert np.array_equal(sample, balanced_sample(targets, 64, seed=1))
+    assert not np.array_equal(sample, balanced_sample(targets, 64, seed=2))
+
+
+def test_bucketed_batches_cover_each_row_once_and_repeat_per_epoch():
+    lengths = np.random.default_rng(0).integers(5, 120, size=1000)
+    sampler = LengthBucketBatchSampler(lengths, batch_size=32, seed=7, pool_batches=10)
+    epoch0 = list(sampler)
+    assert sorted(i for batch in epoch0 for i in batch) == list(range(1000))
+    assert epoch0 == list(sampler)
+    sampler.set_epoch(1)
+    assert epoch0 != list(sampler)
+
+
+def test_dynamic_padding_pads_far_less_than_max_length(datamodule):
+    batch_widths = [batch["input_ids"].shape[1] for batch in datamodule.train_dataloader()]
+    assert max(batch_widths) <= datamodule.max_length
+    # Mean clause length is ~38 tokens: bucketed batches stay close to it, not to 128.
+    assert np.mean(batch_widths) < 0.5 * datamodule.max_length
+
+
+def test_batches_carry_attention_masks_that_match_padding(datamodule):
+    batch = next(iter(datamodule.val_dataloader()))
+    pad_id = datamodule.tokenizer.pad_token_id
+    assert ((batch["input_ids"] != pad_id) == batch["attention_mask"].bool()).all()

@@ -1,0 +1,133 @@
+"""TransformerModule: what trains, dropout, metrics against sklearn, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from sklearn.metrics import f1_score, precision_score, recall_score
+from torch import nn
+
+from custom_module import TransformerModule, preset
+from custom_module.model_source import MINILM
+from custom_module.train import build_datamodule, build_module
+
+
+@pytest.fixture(scope="module")
+def smoke_parts() -> tuple:
+    config = preset("smoke")
+    pl.seed_everything(config.seed)
+    datamodule = build_datamodule(config)
+    datamodule.setup()
+    return config, datamodule, build_module(config, datamodule)
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def test_only_lora_matrices_and_the_head_train(smoke_parts):
+    module = smoke_parts[2]
+    trainable = module.trainable_state_keys()
+    assert trainable and all("lora_" in k or "modules_to_save" in k for k in trainable)
+    count, total = module.trainable_parameter_count()
+    assert count < 0.05 * total
+
+
+def test_hparams_hold_the_hub_name_not_a_local_path(smoke_parts):
+    module = smoke_parts[2]
+    assert module.hparams.model_name == MINILM
+    assert "site-packages" not in str(dict(module.hparams))
+
+
+def test_multilabel_task_has_one_logit_per_category():
+    module = TransformerModule(task="multilabel", num_labels=8)
+    logits = module(torch.tensor([[101, 2023, 102]]), torch.ones(1, 3, dtype=torch.long))
+    assert logits.shape == (1, 8)
+
+
+def test_binary_task_rejects_more_than_one_logit():
+    with pytest.raises(ValueError, match="num_labels=1"):
+        TransformerModule(task="binary", num_labels=2)
+
+
+class DropoutProbe(pl.Callback):
+    """Records whether every dropout layer was in training mode at each training batch."""
+
+    def __init__(self) -> None:
+        self.modes: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        dropouts = [m for m in pl_module.modules() if isinstance(m, nn.Dropout)]
+        self.modes.append(bool(dropouts) and all(m.training for m in dropouts))
+
+
+def test_dropout_is_active_while_training(smoke_parts):
+    config, datamodule, _ = smoke_parts
+    module = build_module(config, datamodule)
+    probe = DropoutProbe()
+    quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[probe]).fit(
+        module, datamodule=datamodule
+    )
+    assert probe.modes == [True, True]
+
+
+def test_epoch_metrics_equal_sklearn_on_the_same_predictions(smoke_parts):
+    _, datamodule, module = smoke_parts
+    trainer = quiet_trainer()
+    logged = trainer.validate(module, dataloaders=datamodule.val_dataloader(), verbose=False)[0]
+    probabilities = torch.cat(trainer.predict(module, dataloaders=datamodule.val_dataloader()))
+    predicted = (probabilities.ravel() > 0.5).int().numpy()
+    truth = datamodule.split("validation").targets.ravel()
+    assert logged["Val_F1_Score"] == pytest.approx(f1_score(truth, predicted), abs=1e-6)
+    assert logged["Val_Precision"] == pytest.approx(
+        precision_score(truth, predicted, zero_division=0), abs=1e-6
+    )
+    assert logged["Val_Recall"] == pytest.approx(recall_score(truth, predicted), abs=1e-6)
+
+
+def test_predict_step_returns_one_probability_per_clause(smoke_parts):
+    _, datamodule, module = smoke_parts
+    batch = next(iter(datamodule.texts_dataloader(["we may terminate your account at any time ."])))
+    probabilities = module.predict_step(batch, 0)
+    assert probabilities.shape == (1, 1)
+    assert 0.0 <= probabilities.item() <= 1.0
+
+
+def test_checkpoint_keeps_only_trainable_weights_and_round_trips(smoke_parts, tmp_path):
+    config, datamodule, _ = smoke_parts
+    module = build_module(config, datamodule)
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule)
+    path = tmp_path / "adapter.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=False)["state_dict"]
+    assert set(saved) == module.checkpoint_state_keys()
+    assert module.trainable_state_keys() <= set(saved)
+    restored = TransformerModule.load_from_checkpoint(path)
+    restored_state = restored.state_dict()
+    for key, tensor in module.state_dict().items():
+        assert torch.equal(tensor, restored_state[key]), key
+
+
+def test_checkpoint_from_other_lora_settings_fails_loudly(smoke_parts, tmp_path):
+    config, datamodule, _ = smoke_parts
+    module = build_module(config, datamodule)
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(module, datamodule=datamodule)
+    path = tmp_path / "adapter.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["state_dict"] = {
+        k: v for k, v in checkpoint["state_dict"].items() if "lora_A" not in k
+    }
+    torch.save(checkpoint, path)
+    with pytest.raises(KeyError, match="trainable weight"):
+        TransformerModule.load_from_checkpoint(path)

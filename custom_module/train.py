@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
+from collections.abc import Sequence
 
 import mlflow
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 
+from custom_module.checkpoints import (
+    MONITOR,
+    RandomStateCallback,
+    load_epoch,
+    tag_best_epoch,
+)
 from custom_module.config import TrainConfig, preset
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
-from custom_module.tracking import configure_tracking, ensure_experiment
+from custom_module.tracking import configure_tracking, ensure_experiment, get_run
 from data import LexGlueDataModule
 
-MONITOR = "Val_F1_Score"
+LATEST_CHECKPOINT_TAG = "mlflow.latest_checkpoint_artifact"
 
 
 def build_datamodule(config: TrainConfig) -> LexGlueDataModule:
@@ -53,7 +61,9 @@ def build_module(config: TrainConfig, datamodule: LexGlueDataModule) -> Transfor
     )
 
 
-def build_trainer(config: TrainConfig, **trainer_kwargs) -> pl.Trainer:
+def build_trainer(
+    config: TrainConfig, extra_callbacks: Sequence[pl.Callback] = (), **trainer_kwargs
+) -> pl.Trainer:
     """A Trainer that stops early on validation F1; MLflow autolog adds the checkpointing."""
     max_time = None
     if config.max_time_minutes is not None:
@@ -65,7 +75,9 @@ def build_trainer(config: TrainConfig, **trainer_kwargs) -> pl.Trainer:
         devices=1,
         precision=config.precision,
         callbacks=[
-            EarlyStopping(monitor=MONITOR, mode="max", patience=config.early_stopping_patience)
+            EarlyStopping(monitor=MONITOR, mode="max", patience=config.early_stopping_patience),
+            RandomStateCallback(),
+            *extra_callbacks,
         ],
         logger=False,  # MLflow autolog records the metrics; no lightning_logs/ folder
         enable_checkpointing=False,  # autolog logs a checkpoint per epoch to the run instead
@@ -91,7 +103,38 @@ def enable_autolog(config: TrainConfig) -> None:
 
 
 def train(config: TrainConfig, **trainer_kwargs) -> str:
-    """Train, evaluate on the test split, log everything to MLflow, and return the run id."""
+    """Train, test the best epoch, log everything to a new MLflow run, and return its id."""
+    return _fit_and_test(config, trainer_kwargs)
+
+
+def resume(run_id: str, **trainer_kwargs) -> str:
+    """Continue a run that died, from its latest checkpoint, in the same MLflow run.
+
+    The optimizer, scheduler, epoch counter, EarlyStopping and random states come back from the
+    checkpoint, so the remaining epochs match an uninterrupted run, and metrics keep their
+    epoch numbering.
+    """
+    configure_tracking()
+    run = get_run(run_id)
+    if run.info.status == "FINISHED":
+        raise ValueError(f"Run {run_id} already finished; there is nothing to resume.")
+    checkpoint = run.data.tags.get(LATEST_CHECKPOINT_TAG)
+    if checkpoint is None:
+        raise LookupError(
+            f"Run {run_id} logged no checkpoint before it stopped; start a new run with train()."
+        )
+    config = TrainConfig(**mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/config.json"))
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.MlflowClient().download_artifacts(run_id, checkpoint, folder)
+        return _fit_and_test(config, trainer_kwargs, run_id=run_id, checkpoint_path=path)
+
+
+def _fit_and_test(
+    config: TrainConfig,
+    trainer_kwargs: dict,
+    run_id: str | None = None,
+    checkpoint_path: str | None = None,
+) -> str:
     configure_tracking(config.tracking_uri)
     ensure_experiment(config.experiment_name)
     pl.seed_everything(config.seed, workers=True)
@@ -99,21 +142,31 @@ def train(config: TrainConfig, **trainer_kwargs) -> str:
     datamodule.setup("fit")
     module = build_module(config, datamodule)
     enable_autolog(config)
-    with mlflow.start_run(run_name=config.run_name or config.preset) as run:
-        mlflow.log_params(config.as_params())
-        mlflow.log_params(dict(module.hparams))
-        mlflow.log_dict(dataclasses.asdict(config), "config.json")
-        trainable, total = module.trainable_parameter_count()
-        mlflow.log_params({"trainable_params": trainable, "total_params": total})
+    run_name = None if run_id else config.run_name or config.preset
+    with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
+        if checkpoint_path is None:
+            log_configuration(config, module)
         trainer = build_trainer(config, **trainer_kwargs)
-        trainer.fit(module, datamodule=datamodule)
-        trainer.test(module, datamodule=datamodule, verbose=False)  # autolog logs Test_*
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint_path)
+        # Early stopping leaves the last epoch's weights; test the best epoch's instead.
+        best = load_epoch(run.info.run_id, tag_best_epoch(run.info.run_id))
+        trainer.test(best, datamodule=datamodule, verbose=False)  # autolog logs Test_*
     return run.info.run_id
+
+
+def log_configuration(config: TrainConfig, module: TransformerModule) -> None:
+    """What autolog leaves out: the config, the module's hyper-parameters, its size."""
+    mlflow.log_params(config.as_params())
+    mlflow.log_params(dict(module.hparams))
+    mlflow.log_dict(dataclasses.asdict(config), "config.json")
+    trainable, total = module.trainable_parameter_count()
+    mlflow.log_params({"trainable_params": trainable, "total_params": total})
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="auto", help="smoke, cpu, gpu or auto")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a run that died instead")
     parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
     parser.add_argument("--task", choices=["binary", "multilabel"])
     parser.add_argument("--max-epochs", type=int)
@@ -121,13 +174,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, dict]:
     parser.add_argument("--experiment-name")
     parser.add_argument("--run-name")
     args = vars(parser.parse_args(argv))
-    name = args.pop("preset")
-    return name, {key: value for key, value in args.items() if value is not None}
+    return args.pop("preset"), args
 
 
 def main(argv: list[str] | None = None) -> None:
     name, overrides = parse_args(argv)
-    run_id = train(preset(name, **overrides))
+    resume_id = overrides.pop("resume")
+    run_id = resume(resume_id) if resume_id else train(preset(name, **overrides))
     print(f"run_id: {run_id}")
 
 

@@ -197,6 +197,9 @@ class LexGlueDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.splits: dict[str, EncodedClauses] = {}
         self.texts: dict[str, list[str]] = {}
+        # Each clause's categories (clauses x 8), whatever the task: evaluation reports
+        # recall per unfair category even for the binary model.
+        self.categories: dict[str, np.ndarray] = {}
 
     @property
     def num_labels(self) -> int:
@@ -208,11 +211,18 @@ class LexGlueDataModule(pl.LightningDataModule):
         dataset = load_unfair_tos(self.data_path)
         for split in SPLITS:
             texts = list(dataset[split]["text"])
-            targets = to_targets(list(dataset[split]["labels"]), self.task)
+            labels = list(dataset[split]["labels"])
+            targets = to_targets(labels, self.task)
+            categories = to_targets(labels, "multilabel")
             if self.sample_size is not None:
                 keep = balanced_sample(targets, self.sample_size, self.seed)
-                texts, targets = [texts[i] for i in keep], targets[keep]
+                texts, targets, categories = (
+                    [texts[i] for i in keep],
+                    targets[keep],
+                    categories[keep],
+                )
             self.texts[split] = texts
+            self.categories[split] = categories
             self.splits[split] = EncodedClauses(self.encode(texts), targets)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

@@ -27,6 +27,7 @@ from custom_module.tracking import configure_tracking, ensure_experiment, get_ru
 from data import LexGlueDataModule
 
 LATEST_CHECKPOINT_TAG = "mlflow.latest_checkpoint_artifact"
+CONFIG_ARTIFACT = "config.json"
 
 
 def build_datamodule(config: TrainConfig) -> LexGlueDataModule:
@@ -123,10 +124,16 @@ def resume(run_id: str, **trainer_kwargs) -> str:
         raise LookupError(
             f"Run {run_id} logged no checkpoint before it stopped; start a new run with train()."
         )
-    config = TrainConfig(**mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/config.json"))
+    config = run_config(run_id)
     with tempfile.TemporaryDirectory() as folder:
         path = mlflow.MlflowClient().download_artifacts(run_id, checkpoint, folder)
         return _fit_and_test(config, trainer_kwargs, run_id=run_id, checkpoint_path=path)
+
+
+def run_config(run_id: str) -> TrainConfig:
+    """The `TrainConfig` a run was trained with (its `config.json` artifact)."""
+    run = get_run(run_id)
+    return TrainConfig(**mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{CONFIG_ARTIFACT}"))
 
 
 def _fit_and_test(
@@ -158,7 +165,7 @@ def log_configuration(config: TrainConfig, module: TransformerModule) -> None:
     """What autolog leaves out: the config, the module's hyper-parameters, its size."""
     mlflow.log_params(config.as_params())
     mlflow.log_params(dict(module.hparams))
-    mlflow.log_dict(dataclasses.asdict(config), "config.json")
+    mlflow.log_dict(dataclasses.asdict(config), CONFIG_ARTIFACT)
     trainable, total = module.trainable_parameter_count()
     mlflow.log_params({"trainable_params": trainable, "total_params": total})
 

@@ -101,6 +101,23 @@ def predict_splits(
     }
 
 
+def classify_clauses(
+    module: TransformerModule,
+    datamodule: LexGlueDataModule,
+    texts: list[str],
+    threshold: float = DEFAULT_THRESHOLD,
+) -> pd.DataFrame:
+    """P(unfair) and the fair/unfair decision at `threshold` for raw clause texts."""
+    prob_unfair = predict(module, datamodule.texts_dataloader(texts)).max(axis=1)
+    return pd.DataFrame(
+        {
+            "text": texts,
+            "prob_unfair": prob_unfair.round(4),
+            "label": np.where(prob_unfair > threshold, "unfair", "fair"),
+        }
+    )
+
+
 def binary_scores(truth: np.ndarray, prob_unfair: np.ndarray, threshold: float) -> dict:
     """Precision, recall and F1 of the unfair class at `threshold`, PR-AUC, confusion matrix."""
     predicted = (prob_unfair > threshold).astype(int)

@@ -82,8 +82,10 @@ def test_lexglue_protocol_adds_the_no_label_column():
 
 
 def test_logged_report_round_trips_and_unevaluated_runs_say_so(report, tracking_store):
+    with mlflow.start_run(run_name="never-evaluated") as unevaluated:
+        pass
     with pytest.raises(LookupError, match="not been evaluated"):
-        logged_report(report.run_id)
+        logged_report(unevaluated.info.run_id)
     log_evaluation(report)
     stored = logged_report(report.run_id)
     assert stored["threshold"] == report.threshold

@@ -1,0 +1,107 @@
+"""The MLflow pyfunc model: raw clause text in, `fair` / `unfair` and probabilities out.
+
+Logged as "models from code" (`mlflow.pyfunc.log_model(python_model=<this file>)`): MLflow
+stores this file with the model and runs it on load, so serving needs neither this repository
+nor pickled classes; only the pip requirements logged with it. It therefore imports nothing from
+`custom_module`. Its artifacts are a Hugging Face folder (tokenizer and the LoRA-merged
+classifier) and `settings.json` (threshold, max_length, task, category names).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+TEXT_COLUMN = "text"
+BATCH_SIZE = 64
+
+
+def clauses_from(model_input) -> list[str]:
+    """The clauses of a request: a DataFrame's `text` column, or a list of strings.
+
+    Bad input is a client error (HTTP 400 when served) that names the offending row.
+    """
+    if isinstance(model_input, pd.DataFrame):
+        # MLflow hands a plain list of strings over as a DataFrame with the single column 0.
+        column = TEXT_COLUMN if TEXT_COLUMN in model_input.columns else None
+        if list(model_input.columns) == [0]:
+            column = 0
+        if column is None:
+            raise MlflowException.invalid_parameter_value(
+                f"Expected a column {TEXT_COLUMN!r}; got columns {list(model_input.columns)}."
+            )
+        clauses = model_input[column].tolist()
+    elif isinstance(model_input, (list, tuple, np.ndarray, pd.Series)):
+        clauses = list(model_input)
+    else:
+        raise MlflowException.invalid_parameter_value(
+            f"Expected a DataFrame with a {TEXT_COLUMN!r} column or a list of strings; "
+            f"got {type(model_input).__name__}."
+        )
+    for row, clause in enumerate(clauses):
+        if not isinstance(clause, str) and pd.isna(clause):
+            raise MlflowException.invalid_parameter_value(
+                f"Clause {row} is missing (None or NaN). Send non-empty text."
+            )
+        if not isinstance(clause, str) or not clause.strip():
+            raise MlflowException.invalid_parameter_value(
+                f"Clause {row} is empty or not a string: {clause!r}. Send non-empty text."
+            )
+    return clauses
+
+
+class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
+    """Flags potentially unfair Terms-of-Service clauses (LexGLUE UNFAIR-ToS)."""
+
+    def load_context(self, context) -> None:
+        folder = context.artifacts["classifier"]
+        self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+    @torch.inference_mode()
+    def probabilities(self, clauses: list[str]) -> np.ndarray:
+        """Sigmoid outputs, (clauses, num_labels), in batches so any request size fits."""
+        batches = []
+        for start in range(0, len(clauses), BATCH_SIZE):
+            encoded = self.tokenizer(
+                clauses[start : start + BATCH_SIZE],
+                truncation=True,
+                max_length=self.settings["max_length"],
+                padding=True,
+                return_tensors="pt",
+            )
+            batches.append(torch.sigmoid(self.model(**encoded).logits.float()).numpy())
+        return np.concatenate(batches) if batches else np.zeros((0, 1))
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        """One row per clause: `label`, `prob_unfair`; multilabel adds the categories found."""
+        clauses = clauses_from(model_input)
+        probabilities = self.probabilities(clauses)
+        prob_unfair = probabilities.max(axis=1) if len(clauses) else np.zeros(0)
+        threshold = self.settings["threshold"]
+        result = pd.DataFrame(
+            {
+                "label": np.where(prob_unfair > threshold, "unfair", "fair"),
+                "prob_unfair": prob_unfair.astype(float),
+            }
+        )
+        if self.settings["task"] == "multilabel":
+            names = self.settings["category_names"]
+            result["categories"] = [
+                "; ".join(name for name, p in zip(names, row, strict=True) if p > threshold)
+                for row in probabilities
+            ]
+            for index, name in enumerate(names):
+                result[f"prob_{name}"] = probabilities[:, index].astype(float)
+        return result
+
+
+mlflow.models.set_model(UnfairClauseClassifier())

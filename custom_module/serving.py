@@ -1,0 +1,198 @@
+"""Wrap an evaluated run's best epoch as a pyfunc, register it as `champion`, serve it.
+
+`log_pyfunc(run_id)` merges the best epoch's LoRA weights into the encoder, saves it with its
+tokenizer, and logs `pyfunc_model.py` (models from code) with those files, the tuned threshold,
+a signature, an input example and pinned pip requirements; then registers the model and points
+the alias `champion` at the new version. `served(model_uri)` runs `mlflow models serve` on
+127.0.0.1 for as long as a `with` block lasts, and stops it, children included.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from transformers import AutoTokenizer
+
+from custom_module.checkpoints import load_epoch
+from custom_module.evaluation import logged_report
+from custom_module.model_source import resolve_model_path
+from custom_module.module import TransformerModule
+from custom_module.train import run_config
+from data import LABEL_NAMES
+
+MODEL_NAME = "lexglue-unfair-tos-classifier"
+CHAMPION = "champion"
+# MLflow's default (60 s) is too short for a 5,000-clause request on a 2-core CPU (~40 s idle).
+REQUEST_TIMEOUT_SECONDS = 300
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+# What pyfunc_model.py imports, pinned to this machine's versions (see `pip_requirements`).
+SERVING_PACKAGES = ("mlflow", "torch", "transformers", "pandas", "numpy")
+INPUT_EXAMPLE = pd.DataFrame(
+    {
+        "text": [
+            "we may change these terms at any time without notice .",
+            "you can cancel your subscription from your account settings .",
+        ]
+    }
+)
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions without local tags: `torch==2.13.0`, not `torch==2.13.0+cpu`, which
+    exists only on PyTorch's own index and would fail to install elsewhere."""
+    return [f"{name}=={version(name).split('+')[0]}" for name in SERVING_PACKAGES]
+
+
+def signature(task: str) -> ModelSignature:
+    """One string column in (the `text` column, or a plain list of strings) and the answer out.
+
+    The input column is left unnamed on purpose: MLflow refuses a plain list of strings for a
+    named schema, and `pyfunc_model.clauses_from` checks the column name itself.
+    """
+    outputs = [ColSpec("string", "label"), ColSpec("double", "prob_unfair")]
+    if task == "multilabel":
+        outputs.append(ColSpec("string", "categories"))
+        outputs += [ColSpec("double", f"prob_{name}") for name in LABEL_NAMES]
+    return ModelSignature(inputs=Schema([ColSpec("string")]), outputs=Schema(outputs))
+
+
+def export_classifier(module: TransformerModule, folder: Path) -> None:
+    """A plain Hugging Face folder: LoRA merged into the encoder, head included, tokenizer.
+
+    Merging removes the adapter indirection (and `peft` from serving) at no cost in accuracy.
+    """
+    merged = copy.deepcopy(module.model).merge_and_unload()
+    merged.save_pretrained(folder)
+    tokenizer_path = resolve_model_path(module.hparams.model_name)
+    AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
+
+
+def log_pyfunc(run_id: str, registered_name: str = MODEL_NAME) -> ModelVersion:
+    """Log the run's best epoch as a pyfunc, register it, and make it the `champion`."""
+    report = logged_report(run_id)  # best epoch and threshold, from notebook 03
+    config = run_config(run_id)
+    module = load_epoch(run_id, report["best_epoch"])
+    settings = {
+        "threshold": report["threshold"],
+        "max_length": config.max_length,
+        "task": config.task,
+        "category_names": list(LABEL_NAMES),
+        "model_name": config.model_name,
+        "best_epoch": report["best_epoch"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "classifier"
+        export_classifier(module, folder)
+        settings_path = Path(tmp) / "settings.json"
+        settings_path.write_text(json.dumps(settings, indent=2))
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="pyfunc",
+                python_model=str(PYFUNC_FILE),
+                artifacts={"classifier": str(folder), "settings": str(settings_path)},
+                signature=signature(config.task),
+                input_example=INPUT_EXAMPLE,
+                pip_requirements=pip_requirements(),
+                registered_model_name=registered_name,
+            )
+    model_version = mlflow.MlflowClient().get_model_version(
+        registered_name, str(info.registered_model_version)
+    )
+    mlflow.MlflowClient().set_registered_model_alias(
+        registered_name, CHAMPION, model_version.version
+    )
+    return model_version
+
+
+def champion_uri(registered_name: str = MODEL_NAME) -> str:
+    return f"models:/{registered_name}@{CHAMPION}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served(
+    model_uri: str,
+    port: int | None = None,
+    startup_seconds: float = 180,
+    request_timeout_seconds: int = REQUEST_TIMEOUT_SECONDS,
+) -> Iterator[str]:
+    """`mlflow models serve` on 127.0.0.1 while the block runs; yields the base URL.
+
+    The server runs in its own process group, so stopping it stops its uvicorn workers too.
+    """
+    port = port or free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    command += ["-t", str(request_timeout_seconds)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, server, startup_seconds)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def wait_until_ready(url: str, server: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"`mlflow models serve` exited with code {server.returncode}.")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"The model server at {url} did not answer /ping within {timeout:.0f} s.")
+
+
+def post(url: str, payload: dict) -> tuple[int, dict]:
+    """POST a JSON payload to `/invocations`; (HTTP status, decoded JSON answer).
+
+    A non-JSON error body (e.g. the server's timeout text) comes back as `{"message": body}`.
+    """
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        body = error.read().decode(errors="replace")
+        try:
+            return error.code, json.loads(body)
+        except json.JSONDecodeError:
+            return error.code, {"message": body}

@@ -68,24 +68,30 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
 
     @torch.inference_mode()
     def probabilities(self, clauses: list[str]) -> np.ndarray:
-        """Sigmoid outputs, (clauses, num_labels), in batches so any request size fits."""
-        batches = []
+        """Sigmoid outputs, (clauses, num_labels), in the order given.
+
+        Clauses are batched by length (as in training) so each batch pads to little more than
+        its own longest clause; any request size fits in memory.
+        """
+        by_length = np.argsort([len(clause) for clause in clauses], kind="stable")
+        probabilities = np.zeros((len(clauses), self.model.config.num_labels), dtype=np.float32)
         for start in range(0, len(clauses), BATCH_SIZE):
+            rows = by_length[start : start + BATCH_SIZE]
             encoded = self.tokenizer(
-                clauses[start : start + BATCH_SIZE],
+                [clauses[row] for row in rows],
                 truncation=True,
                 max_length=self.settings["max_length"],
                 padding=True,
                 return_tensors="pt",
             )
-            batches.append(torch.sigmoid(self.model(**encoded).logits.float()).numpy())
-        return np.concatenate(batches) if batches else np.zeros((0, 1))
+            probabilities[rows] = torch.sigmoid(self.model(**encoded).logits.float()).numpy()
+        return probabilities
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         """One row per clause: `label`, `prob_unfair`; multilabel adds the categories found."""
         clauses = clauses_from(model_input)
         probabilities = self.probabilities(clauses)
-        prob_unfair = probabilities.max(axis=1) if len(clauses) else np.zeros(0)
+        prob_unfair = probabilities.max(axis=1)
         threshold = self.settings["threshold"]
         result = pd.DataFrame(
             {

@@ -149,25 +149,32 @@ def served(
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     command += ["-t", str(request_timeout_seconds)]
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
-    server = subprocess.Popen(command, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, server, startup_seconds)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    # The server's own log goes to a file, so notebooks stay readable; errors quote its end.
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+        server = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            wait_until_ready(url, server, startup_seconds, Path(log.name))
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
 
 
-def wait_until_ready(url: str, server: subprocess.Popen, timeout: float) -> None:
+def wait_until_ready(url: str, server: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"`mlflow models serve` exited with code {server.returncode}.")
+            raise RuntimeError(
+                f"`mlflow models serve` exited with code {server.returncode}:\n"
+                + log.read_text()[-3000:]
+            )
         try:
             with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
                 if response.status == 200:

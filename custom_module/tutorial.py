@@ -7,6 +7,7 @@ injected into its `parameters` cell. Later notebooks find the run that earlier o
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import nbformat
@@ -14,7 +15,12 @@ import papermill
 from nbclient import NotebookClient
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = ("01_data_exploration.ipynb", "02_peft_training.ipynb")
+NOTEBOOKS = (
+    "01_data_exploration.ipynb",
+    "02_peft_training.ipynb",
+    "03_checkpoint_evaluation.ipynb",
+    "04_pyfunc_serving.ipynb",
+)
 
 
 def notebook_parameters(preset_name: str, data_path: str | None) -> dict[str, dict]:
@@ -23,6 +29,8 @@ def notebook_parameters(preset_name: str, data_path: str | None) -> dict[str, di
     return {
         "01_data_exploration.ipynb": data,
         "02_peft_training.ipynb": {**data, "preset_name": preset_name},
+        "03_checkpoint_evaluation.ipynb": {},
+        "04_pyfunc_serving.ipynb": {},
     }
 
 
@@ -53,8 +61,10 @@ def refresh_committed_notebooks() -> None:
         path = NOTEBOOK_DIR / name
         notebook = nbformat.read(path, as_version=4)
         resources = {"metadata": {"path": str(NOTEBOOK_DIR)}}
+        start = time.perf_counter()
         NotebookClient(notebook, timeout=None, record_timing=False, resources=resources).execute()
         nbformat.write(notebook, path)
+        print(f"refreshed {name} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

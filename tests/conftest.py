@@ -7,6 +7,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import pytorch_lightning as pl
+import torch
 
 from custom_module import preset, train
 from custom_module.tracking import configure_tracking
@@ -29,10 +31,27 @@ def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+class EpochEndWeights(pl.Callback):
+    """Copies of the module's weights at the end of every training epoch, as checkpointed."""
+
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = pl_module.state_dict()
+        self.by_epoch[trainer.current_epoch] = {k: v.detach().clone() for k, v in state.items()}
+
+
 @pytest.fixture(scope="session")
-def smoke_run_id(tracking_store: str) -> str:
+def smoke_epoch_weights() -> EpochEndWeights:
+    return EpochEndWeights()
+
+
+@pytest.fixture(scope="session")
+def smoke_run_id(tracking_store: str, smoke_epoch_weights: EpochEndWeights) -> str:
     """One `smoke`-preset run (two epochs on a 64-clause sample), shared by the tests."""
-    return train(preset("smoke", experiment_name="tests", run_name="smoke"))
+    config = preset("smoke", experiment_name="tests", run_name="smoke")
+    return train(config, extra_callbacks=[smoke_epoch_weights])
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ from custom_module.checkpoints import load_epoch
 from custom_module.evaluation import logged_report
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
+from custom_module.tracking import reopen_run
 from custom_module.train import run_config
 from data import LABEL_NAMES
 
@@ -104,7 +105,7 @@ def log_pyfunc(run_id: str, registered_name: str = MODEL_NAME) -> ModelVersion:
         export_classifier(module, folder)
         settings_path = Path(tmp) / "settings.json"
         settings_path.write_text(json.dumps(settings, indent=2))
-        with mlflow.start_run(run_id=run_id):
+        with reopen_run(run_id):
             info = mlflow.pyfunc.log_model(
                 name="pyfunc",
                 python_model=str(PYFUNC_FILE),

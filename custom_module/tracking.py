@@ -48,6 +48,16 @@ def ensure_experiment(name: str) -> Experiment:
     return mlflow.set_experiment(name)
 
 
+def reopen_run(run_id: str) -> mlflow.ActiveRun:
+    """Start `run_id` again to log more to it, from whatever experiment is active now.
+
+    MLflow refuses to resume a run of another experiment than the active one, which happens as
+    soon as a notebook or test has switched experiments in between.
+    """
+    mlflow.set_experiment(experiment_id=get_run(run_id).info.experiment_id)
+    return mlflow.start_run(run_id=run_id)
+
+
 def latest_finished_run(experiment_name: str) -> Run:
     """The most recent run of the experiment that finished, for notebooks later in the chain."""
     experiment = mlflow.get_experiment_by_name(experiment_name)

@@ -1,0 +1,52 @@
+"""The multilabel task end to end: training, LexGLUE's protocol, and a pyfunc naming categories."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from custom_module import preset, train
+from custom_module.evaluation import evaluate_run, log_evaluation
+from custom_module.serving import log_pyfunc
+from data import LABEL_NAMES
+
+REGISTERED_NAME = "tests-multilabel"
+
+
+@pytest.fixture(scope="module")
+def report(tracking_store):
+    run_id = train(preset("smoke", task="multilabel", experiment_name="tests-multilabel"))
+    report = evaluate_run(run_id)
+    log_evaluation(report)
+    return report
+
+
+def test_lexglue_protocol_scores_nine_columns_at_one_half(report):
+    test = report.predictions["test"]
+    assert test.probabilities.shape == (len(test.categories), len(LABEL_NAMES))
+    truth = np.column_stack([test.categories, test.categories.sum(axis=1) == 0])
+    predicted = test.probabilities > 0.5
+    predicted = np.column_stack([predicted, predicted.sum(axis=1) == 0])
+    assert report.lexglue["micro_f1"] == pytest.approx(f1_score(truth, predicted, average="micro"))
+    assert report.lexglue["macro_f1"] == pytest.approx(
+        f1_score(truth, predicted, average="macro", zero_division=0)
+    )
+    logged = mlflow.get_run(report.run_id).data.metrics
+    assert logged["Eval_Test_LexGLUE_Micro_F1"] == pytest.approx(report.lexglue["micro_f1"])
+
+
+def test_pyfunc_names_the_categories_above_the_threshold(report):
+    version = log_pyfunc(report.run_id, REGISTERED_NAME)
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_NAME}/{version.version}")
+    clauses = ["we may terminate your account at any time .", "you can contact support ."]
+    answer = model.predict(pd.DataFrame({"text": clauses}))
+    category_columns = [f"prob_{name}" for name in LABEL_NAMES]
+    assert list(answer.columns) == ["label", "prob_unfair", "categories", *category_columns]
+    for _, row in answer.iterrows():
+        above = [name for name in LABEL_NAMES if row[f"prob_{name}"] > report.threshold]
+        assert row["categories"] == "; ".join(above)
+        assert row["prob_unfair"] == pytest.approx(max(row[category_columns]))
+        assert row["label"] == ("unfair" if above else "fair")

@@ -22,7 +22,6 @@ IGNORED_WARNINGS = (
     "IProgress not found",  # tqdm without ipywidgets
     ".*is_gradient_checkpointing.*",  # peft calling a deprecated transformers name
     ".*LeafSpec.*",  # Lightning calling a deprecated torch name
-    ".*type hints to the `predict` method.*",  # MLflow's suggestion for pyfunc models
 )
 
 

@@ -87,8 +87,12 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
             probabilities[rows] = torch.sigmoid(self.model(**encoded).logits.float()).numpy()
         return probabilities
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        """One row per clause: `label`, `prob_unfair`; multilabel adds the categories found."""
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """One row per clause: `label`, `prob_unfair`; multilabel adds the categories found.
+
+        MLflow enforces the signature first and hands every request over as a DataFrame, lists
+        too; the hint says so, and tells MLflow not to infer a second schema from it.
+        """
         clauses = clauses_from(model_input)
         probabilities = self.probabilities(clauses)
         prob_unfair = probabilities.max(axis=1)

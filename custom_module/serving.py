@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 
@@ -149,7 +149,14 @@ def served(
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     command += ["-t", str(request_timeout_seconds)]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # keeps the log's end readable
+        # MLflow starts `uvicorn` by name: find it beside this Python even in a venv that was
+        # not activated (`make`, papermill, a Jupyter kernel).
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     url = f"http://127.0.0.1:{port}"
     # The server's own log goes to a file, so notebooks stay readable; errors quote its end.
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
@@ -160,12 +167,18 @@ def served(
             wait_until_ready(url, server, startup_seconds, Path(log.name))
             yield url
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_process_group(server)
+
+
+def stop_process_group(server: subprocess.Popen) -> None:
+    """SIGTERM the server and its workers, SIGKILL them if they are still there after 30 s."""
+    with suppress(ProcessLookupError):  # the group is gone when the server failed to start
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 def wait_until_ready(url: str, server: subprocess.Popen, timeout: float, log: Path) -> None:

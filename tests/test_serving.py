@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import mlflow
@@ -91,8 +93,13 @@ def test_bad_input_is_refused_with_the_row_named(pyfunc, model_input, message):
 
 @pytest.fixture(scope="module")
 def server(model_version):
-    with served(champion_uri(REGISTERED_NAME)) as url:
-        yield url
+    # As under `make` or a notebook kernel: the venv's bin folder (with `uvicorn`) not on PATH.
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", path)
+        with served(champion_uri(REGISTERED_NAME)) as url:
+            yield url
 
 
 def answer_frame(answer: dict) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -101,13 +103,19 @@ def test_predict_step_returns_one_probability_per_clause(smoke_parts):
     assert 0.0 <= probabilities.item() <= 1.0
 
 
-def test_checkpoint_keeps_only_trainable_weights_and_round_trips(smoke_parts, tmp_path):
+def trained_checkpoint(smoke_parts, path: Path) -> TransformerModule:
+    """A fresh module trained for two batches, its Lightning checkpoint saved at `path`."""
     config, datamodule, _ = smoke_parts
     module = build_module(config, datamodule)
     trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(module, datamodule=datamodule)
-    path = tmp_path / "adapter.ckpt"
     trainer.save_checkpoint(path)
+    return module
+
+
+def test_checkpoint_keeps_only_trainable_weights_and_round_trips(smoke_parts, tmp_path):
+    path = tmp_path / "adapter.ckpt"
+    module = trained_checkpoint(smoke_parts, path)
     saved = torch.load(path, weights_only=False)["state_dict"]
     assert set(saved) == module.checkpoint_state_keys()
     assert module.trainable_state_keys() <= set(saved)
@@ -118,12 +126,8 @@ def test_checkpoint_keeps_only_trainable_weights_and_round_trips(smoke_parts, tm
 
 
 def test_checkpoint_from_other_lora_settings_fails_loudly(smoke_parts, tmp_path):
-    config, datamodule, _ = smoke_parts
-    module = build_module(config, datamodule)
-    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
-    trainer.fit(module, datamodule=datamodule)
     path = tmp_path / "adapter.ckpt"
-    trainer.save_checkpoint(path)
+    trained_checkpoint(smoke_parts, path)
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["state_dict"] = {
         k: v for k, v in checkpoint["state_dict"].items() if "lora_A" not in k

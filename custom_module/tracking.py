@@ -52,7 +52,8 @@ def reopen_run(run_id: str) -> mlflow.ActiveRun:
     """Start `run_id` again to log more to it, from whatever experiment is active now.
 
     MLflow refuses to resume a run of another experiment than the active one, which happens as
-    soon as a notebook or test has switched experiments in between.
+    soon as a notebook or test has switched experiments in between. The run's experiment stays
+    the active one afterwards.
     """
     mlflow.set_experiment(experiment_id=get_run(run_id).info.experiment_id)
     return mlflow.start_run(run_id=run_id)

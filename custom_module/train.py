@@ -23,7 +23,7 @@ from custom_module.checkpoints import (
 from custom_module.config import TrainConfig, preset
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
-from custom_module.tracking import configure_tracking, ensure_experiment, get_run
+from custom_module.tracking import configure_tracking, ensure_experiment, get_run, reopen_run
 from data import LexGlueDataModule
 
 LATEST_CHECKPOINT_TAG = "mlflow.latest_checkpoint_artifact"
@@ -149,8 +149,11 @@ def _fit_and_test(
     datamodule.setup("fit")
     module = build_module(config, datamodule)
     enable_autolog(config)
-    run_name = None if run_id else config.run_name or config.preset
-    with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
+    if run_id:
+        active_run = reopen_run(run_id)
+    else:
+        active_run = mlflow.start_run(run_name=config.run_name or config.preset)
+    with active_run as run:
         if checkpoint_path is None:
             log_configuration(config, module)
         trainer = build_trainer(config, **trainer_kwargs)

@@ -21,6 +21,9 @@ from datasets import DatasetDict, load_dataset
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import AutoTokenizer
 
+from custom_module.config import TrainConfig
+from custom_module.model_source import resolve_model_path
+
 HUB_ID = "coastalcph/lex_glue"
 CONFIG_NAME = "unfair_tos"
 SPLITS = ("train", "validation", "test")
@@ -173,12 +176,12 @@ class LexGlueDataModule(pl.LightningDataModule):
         self,
         tokenizer_path: str,
         data_path: str | None = None,
-        task: str = "binary",
-        batch_size: int = 32,
-        max_length: int = 128,
+        task: str = TrainConfig.task,
+        batch_size: int = TrainConfig.batch_size,
+        max_length: int = TrainConfig.max_length,
         padding: str = "dynamic",
-        sample_size: int | None = None,
-        seed: int = 42,
+        sample_size: int | None = TrainConfig.sample_size,
+        seed: int = TrainConfig.seed,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
@@ -200,6 +203,19 @@ class LexGlueDataModule(pl.LightningDataModule):
         # Each clause's categories (clauses x 8), whatever the task: evaluation reports
         # recall per unfair category even for the binary model.
         self.categories: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> LexGlueDataModule:
+        """The data module a `TrainConfig` describes, with the model's own tokenizer."""
+        return cls(
+            tokenizer_path=resolve_model_path(config.model_name),
+            data_path=config.data_path,
+            task=config.task,
+            batch_size=config.batch_size,
+            max_length=config.max_length,
+            sample_size=config.sample_size,
+            seed=config.seed,
+        )
 
     @property
     def num_labels(self) -> int:

@@ -14,17 +14,17 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from custom_module import preset
-from custom_module.train import build_datamodule, build_module
+from custom_module import TransformerModule, preset
+from data import LexGlueDataModule
 
 
 def clauses_per_second(padding: str, batches: int) -> float:
     config = preset("cpu")
     pl.seed_everything(config.seed)
-    datamodule = build_datamodule(config)
+    datamodule = LexGlueDataModule.from_config(config)
     datamodule.padding = padding
     datamodule.setup()
-    module = build_module(config, datamodule)
+    module = TransformerModule.from_config(config, datamodule)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
     loader = iter(datamodule.train_dataloader())
     seen, start = 0, time.perf_counter()

@@ -7,17 +7,14 @@ without checkpoints) into errors that list what does exist.
 
 from __future__ import annotations
 
-import random
-
 import mlflow
-import numpy as np
-import pytorch_lightning as pl
-import torch
 
 from custom_module.module import TransformerModule
 from custom_module.tracking import get_run
 
 BEST_EPOCH_TAG = "best_epoch"
+# Autolog's record of the newest checkpoint artifact of a run.
+LATEST_CHECKPOINT_TAG = "mlflow.latest_checkpoint_artifact"
 MONITOR = "Val_F1_Score"
 
 
@@ -60,38 +57,37 @@ def best_epoch(run_id: str, monitor: str = MONITOR) -> int:
 
 
 def tag_best_epoch(run_id: str, monitor: str = MONITOR) -> int:
-    """Record the best epoch on the run as the tag `best_epoch`, and return it."""
+    """Record the best epoch on the run as the tag `best_epoch`, and return it.
+
+    Training calls this once; everyone else reads the tag with `tagged_best_epoch`.
+    """
     epoch = best_epoch(run_id, monitor)
     mlflow.MlflowClient().set_tag(run_id, BEST_EPOCH_TAG, str(epoch))
     return epoch
 
 
-class RandomStateCallback(pl.Callback):
-    """Puts the torch, numpy and Python random states into every checkpoint and restores them
-    on resume, so dropout after a crash draws the same masks as an uninterrupted run.
-
-    The states are stored as tensors and plain tuples: torch's weights-only unpickler, which
-    `load_checkpoint` uses, refuses numpy arrays.
-    """
-
-    def state_dict(self) -> dict:
-        algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-        return {
-            "torch": torch.get_rng_state(),
-            "numpy": (
-                algorithm,
-                torch.from_numpy(keys.astype(np.int64)),
-                position,
-                has_gauss,
-                cached_gaussian,
-            ),
-            "python": random.getstate(),
-        }
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        torch.set_rng_state(state_dict["torch"])
-        algorithm, keys, position, has_gauss, cached_gaussian = state_dict["numpy"]
-        np.random.set_state(
-            (algorithm, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian)
+def tagged_best_epoch(run_id: str) -> int:
+    """The best epoch that training recorded on the run (the `best_epoch` tag)."""
+    tags = get_run(run_id).data.tags
+    if BEST_EPOCH_TAG not in tags:
+        raise LookupError(
+            f"Run {run_id} has no {BEST_EPOCH_TAG!r} tag: its training did not finish. Resume it "
+            f"with `python -m custom_module.train --resume {run_id}`."
         )
-        random.setstate(state_dict["python"])
+    return int(tags[BEST_EPOCH_TAG])
+
+
+def download_latest_checkpoint(run_id: str, folder: str) -> str:
+    """The last checkpoint a run logged before it stopped, downloaded into `folder`, to resume.
+
+    ValueError for a run that finished, LookupError for one that died before its first epoch.
+    """
+    run = get_run(run_id)
+    if run.info.status == "FINISHED":
+        raise ValueError(f"Run {run_id} already finished; there is nothing to resume.")
+    checkpoint = run.data.tags.get(LATEST_CHECKPOINT_TAG)
+    if checkpoint is None:
+        raise LookupError(
+            f"Run {run_id} logged no checkpoint before it stopped; start a new run instead."
+        )
+    return mlflow.MlflowClient().download_artifacts(run_id, checkpoint, folder)

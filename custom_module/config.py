@@ -1,8 +1,12 @@
-"""`TrainConfig` and its named presets.
+"""`TrainConfig`, its named presets, and reading back the config a run was trained with.
 
 A preset is a documented `TrainConfig` instance, not a branch in the training code: `smoke` proves
 the pipeline works in seconds, `cpu` is the offline default that reaches a real result in
 minutes on a laptop, `gpu` is the blog's roberta-base setup for a CUDA card.
+
+This module is the one home of every default: `TransformerModule` and `LexGlueDataModule` take
+theirs from `TrainConfig`. It imports neither torch nor MLflow until a function needs them, so
+evaluation and serving can read a run's config without loading the training stack.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import torch
-
 from custom_module.model_source import MINILM, ROBERTA_BASE
-from custom_module.module import LORA_TARGET_MODULES
 
-# Let the caller (e.g. `mixed_precision_for_device`) choose fp16 or bf16 on the GPU at hand.
+# Where LoRA adapters go: the self-attention projections of every encoder block (BERT and
+# RoBERTa name them alike) and BERT's pooler. all-MiniLM-L6-v2 was tuned for mean pooling, so its
+# [CLS] pooler must adapt before the head can use it; a rank-r update learns that as well as
+# training its 147K weights in full, at a tenth of the checkpoint size. RoBERTa has no pooler.
+LORA_TARGET_MODULES = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)|pooler\.dense)"
+# Let `preset` choose fp16 or bf16 for the GPU at hand (see `mixed_precision_for_device`).
 DEVICE_MIXED_PRECISION = "device-mixed"
+CONFIG_ARTIFACT = "config.json"
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class TrainConfig:
     max_length: int = 128
     batch_size: int = 16
     max_epochs: int = 4
-    max_time_minutes: float | None = 45.0
+    max_time_minutes: float = 45.0  # a guard: training stops after this, whatever the epoch
     early_stopping_patience: int = 2
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -48,8 +55,7 @@ class TrainConfig:
     seed: int = 42
     system_metrics_interval_seconds: float = 10.0  # how often system/* metrics are sampled
     experiment_name: str = "lexglue-unfair-tos-lora"
-    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the repo's sqlite store
-    run_name: str | None = None
+    run_name: str | None = None  # None: the preset's name
 
     def replace(self, **overrides) -> TrainConfig:
         """A copy with some fields changed; unknown names fail loudly."""
@@ -89,6 +95,8 @@ PRESETS: dict[str, TrainConfig] = {
 
 def mixed_precision_for_device() -> str:
     """`bf16-mixed` on GPUs with fast bf16 (compute capability 8.0+), else `16-mixed`."""
+    import torch
+
     if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0):
         return "bf16-mixed"
     return "16-mixed"
@@ -100,6 +108,8 @@ def preset(name: str = "auto", **overrides) -> TrainConfig:
     An override of `None` keeps the preset's value, so notebook parameters can default to None.
     """
     if name == "auto":
+        import torch
+
         name = "gpu" if torch.cuda.is_available() else "cpu"
         print(f"preset 'auto' chose {name!r} (CUDA {'found' if name == 'gpu' else 'not found'}).")
     if name not in PRESETS:
@@ -107,4 +117,24 @@ def preset(name: str = "auto", **overrides) -> TrainConfig:
     config = PRESETS[name].replace(**{k: v for k, v in overrides.items() if v is not None})
     if config.precision == DEVICE_MIXED_PRECISION:
         config = config.replace(precision=mixed_precision_for_device())
+    if config.run_name is None:
+        config = config.replace(run_name=config.preset)
     return config
+
+
+def run_config(run_id: str) -> TrainConfig:
+    """The `TrainConfig` a run was trained with (its `config.json` artifact)."""
+    import mlflow
+
+    from custom_module.tracking import get_run
+
+    run = get_run(run_id)
+    try:
+        fields = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{CONFIG_ARTIFACT}")
+    except mlflow.exceptions.MlflowException as error:
+        raise LookupError(
+            f"Run {run_id} has no {CONFIG_ARTIFACT}: it was not made by notebook 02 "
+            "(or `python -m custom_module.train`), or it died before training started."
+        ) from error
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in fields.items() if k in known})

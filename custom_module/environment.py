@@ -33,11 +33,14 @@ def quiet_library_output() -> None:
     for message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    import datasets
+    import mlflow  # noqa: F401 (configures its logger on import)
+    import pytorch_lightning  # noqa: F401 (sets INFO on its loggers on import)
+    import transformers
+
     # Lightning sets INFO on its package loggers itself, so name them rather than a parent.
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    import datasets
-    import transformers
 
     datasets.disable_progress_bars()  # e.g. "Generating train split" on a cold cache
     datasets.logging.set_verbosity_error()

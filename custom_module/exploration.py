@@ -110,14 +110,42 @@ def plot_label_counts(counts: pd.DataFrame) -> plt.Figure:
 
 
 def plot_token_lengths(lengths: dict[str, np.ndarray], max_length: int) -> plt.Figure:
+    """Histogram of clause lengths per split, each bar the share of that split's clauses.
+
+    The x-axis stops at the 99.5th percentile (or a bit past `max_length`): the few longer
+    clauses are counted in the title rather than squeezing the rest into a corner.
+    """
+    longest = max(int(np.percentile(values, 99.5)) for values in lengths.values())
+    limit = max(longest, max_length + 16)
+    bins = np.arange(0, limit + 8, 8)
     figure, axis = plt.subplots(figsize=(8, 4))
-    bins = np.arange(0, max(v.max() for v in lengths.values()) + 8, 8)
     for split, values in lengths.items():
-        axis.hist(values, bins=bins, alpha=0.5, label=split, density=True)
+        shown = values[values <= limit]
+        axis.hist(
+            shown, bins=bins, weights=np.full(len(shown), 1 / len(values)), alpha=0.5, label=split
+        )
     axis.axvline(max_length, color="black", linestyle="--", label=f"max_length={max_length}")
-    axis.set_title("Clause length in tokens")
-    axis.set_xlabel("tokens (with [CLS] and [SEP])")
-    axis.set_ylabel("share of clauses")
+    beyond = sum(int((values > limit).sum()) for values in lengths.values())
+    axis.set_title(f"Clause length in tokens ({beyond} clauses longer than {limit} not shown)")
+    axis.set_xlabel("tokens (with [CLS] and [SEP]), bins of 8")
+    axis.set_ylabel("share of the split's clauses")
+    axis.set_xlim(0, limit)
     axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_cooccurrence(table: pd.DataFrame) -> plt.Figure:
+    """`label_cooccurrence` as an annotated heatmap (log-scaled colours: counts span 0 to ~200)."""
+    figure, axis = plt.subplots(figsize=(7, 6))
+    image = axis.imshow(np.log1p(table.to_numpy()), cmap="Blues")
+    axis.set_xticks(range(len(table)), table.columns, rotation=45, ha="right")
+    axis.set_yticks(range(len(table)), table.index)
+    for row in range(len(table)):
+        for column in range(len(table)):
+            count = table.iat[row, column]
+            colour = "white" if image.norm(np.log1p(count)) > 0.6 else "black"
+            axis.text(column, row, count, ha="center", va="center", color=colour, fontsize=8)
+    axis.set_title("Training clauses carrying both categories (diagonal: the category's total)")
     figure.tight_layout()
     return figure

@@ -8,44 +8,50 @@ constructor argument is saved as a hyper-parameter, so `load_from_checkpoint` (a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
+    BinaryAveragePrecision,
     BinaryF1Score,
     BinaryPrecision,
     BinaryRecall,
     MultilabelAccuracy,
+    MultilabelAveragePrecision,
     MultilabelF1Score,
     MultilabelPrecision,
     MultilabelRecall,
 )
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-from custom_module.model_source import MINILM, resolve_model_path
+from custom_module.config import TrainConfig
+from custom_module.model_source import resolve_model_path
 
-# Where LoRA adapters go: the self-attention projections of every encoder block (BERT and
-# RoBERTa name them alike) and BERT's pooler. all-MiniLM-L6-v2 was tuned for mean pooling, so its
-# [CLS] pooler must adapt before the head can use it; a rank-r update learns that as well as
-# training its 147K weights in full, at a tenth of the checkpoint size. RoBERTa has no pooler.
-LORA_TARGET_MODULES = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)|pooler\.dense)"
-# New for this task, so trained in full (BERT: one linear layer; RoBERTa: dense + out_proj).
-TRAINED_HEAD_MODULES = ("classifier",)
+if TYPE_CHECKING:
+    from data import LexGlueDataModule
+
 STAGE_PREFIX = {"fit": "Train_", "validate": "Val_", "test": "Test_"}
 
 
 def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
-    """Stateful metrics accumulated over a whole split; micro-averaged in the multilabel task."""
+    """Stateful metrics accumulated over a whole split; micro-averaged in the multilabel task.
+
+    Precision, recall and F1 are of the unfair class at threshold 0.5; PR-AUC (average
+    precision) summarises every threshold at once, the fairer comparison on a 1:9 imbalance.
+    """
     if task == "binary":
         metrics = {
             "Acc": BinaryAccuracy(),
             "Precision": BinaryPrecision(),
             "Recall": BinaryRecall(),
             "F1_Score": BinaryF1Score(),
+            "PR_AUC": BinaryAveragePrecision(),  # threshold-free: the whole ranking
         }
     else:
         kwargs = {"num_labels": num_labels, "average": "micro"}
@@ -54,6 +60,7 @@ def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
             "Precision": MultilabelPrecision(**kwargs),
             "Recall": MultilabelRecall(**kwargs),
             "F1_Score": MultilabelF1Score(**kwargs),
+            "PR_AUC": MultilabelAveragePrecision(**kwargs),
         }
     return MetricCollection(metrics, prefix=prefix)
 
@@ -68,16 +75,16 @@ class TransformerModule(pl.LightningModule):
 
     def __init__(
         self,
-        model_name: str = MINILM,
-        task: str = "binary",
+        model_name: str = TrainConfig.model_name,
+        task: str = TrainConfig.task,
         num_labels: int = 1,
-        learning_rate: float = 5e-4,
-        weight_decay: float = 0.01,
-        warmup_ratio: float = 0.06,
-        lora_r: int = 8,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.1,
-        lora_target_modules: str | Sequence[str] = LORA_TARGET_MODULES,
+        learning_rate: float = TrainConfig.learning_rate,
+        weight_decay: float = TrainConfig.weight_decay,
+        warmup_ratio: float = TrainConfig.warmup_ratio,
+        lora_r: int = TrainConfig.lora_r,
+        lora_alpha: int = TrainConfig.lora_alpha,
+        lora_dropout: float = TrainConfig.lora_dropout,
+        lora_target_modules: str | Sequence[str] = TrainConfig.lora_target_modules,
         pos_weight: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
@@ -87,9 +94,10 @@ class TransformerModule(pl.LightningModule):
         base = AutoModelForSequenceClassification.from_pretrained(
             resolve_model_path(model_name), num_labels=num_labels
         )
+        # SEQ_CLS also trains the new classification head in full ("classifier": one linear
+        # layer in BERT, dense + out_proj in RoBERTa): it starts random, nothing to adapt.
         lora = LoraConfig(
             task_type=TaskType.SEQ_CLS,
-            modules_to_save=list(TRAINED_HEAD_MODULES),
             r=lora_r,
             lora_alpha=lora_alpha,
             lora_dropout=lora_dropout,
@@ -108,6 +116,26 @@ class TransformerModule(pl.LightningModule):
                 stage: epoch_metrics(task, num_labels, prefix)
                 for stage, prefix in STAGE_PREFIX.items()
             }
+        )
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, datamodule: LexGlueDataModule) -> TransformerModule:
+        """The module for `config`; the loss weight comes from the training split's imbalance."""
+        pos_weight = None
+        if config.class_weighting:
+            pos_weight = [w**config.class_weighting for w in datamodule.pos_weight()]
+        return cls(
+            model_name=config.model_name,
+            task=config.task,
+            num_labels=datamodule.num_labels,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            warmup_ratio=config.warmup_ratio,
+            lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            lora_target_modules=config.lora_target_modules,
+            pos_weight=pos_weight,
         )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -191,6 +219,22 @@ class TransformerModule(pl.LightningModule):
                 "was saved by a module with other LoRA settings or task."
             )
         checkpoint["state_dict"] = {**self.state_dict(), **saved}
+
+    def lora_layers(self) -> list[dict]:
+        """One row per layer that got a LoRA adapter: its name, shape and added parameters."""
+        rows = []
+        for name, layer in self.model.named_modules():
+            if isinstance(layer, LoraLayer) and layer.lora_A:
+                added = sum(p.numel() for p in layer.lora_A.parameters())
+                added += sum(p.numel() for p in layer.lora_B.parameters())
+                rows.append(
+                    {
+                        "layer": name.removeprefix("base_model.model."),
+                        "shape": f"{layer.in_features} -> {layer.out_features}",
+                        "lora_params": added,
+                    }
+                )
+        return rows
 
     def trainable_parameter_count(self) -> tuple[int, int]:
         """(trainable, total) parameter counts: what LoRA saves, in one line."""

@@ -1,10 +1,11 @@
-"""Reading a training run back from MLflow: per-epoch metrics, checkpoints, what was logged."""
+"""Reading a training run back from MLflow: per-epoch metrics, system metrics, what was logged."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 EPOCH_METRICS = (
     "Train_Loss",
@@ -13,7 +14,12 @@ EPOCH_METRICS = (
     "Val_Precision",
     "Val_Recall",
     "Val_F1_Score",
+    "Val_PR_AUC",
 )
+SYSTEM_METRICS = {
+    "system/cpu_utilization_percentage": "CPU utilisation (%)",
+    "system/system_memory_usage_megabytes": "memory used (MB)",
+}
 
 
 def epoch_table(run_id: str, names: tuple[str, ...] = EPOCH_METRICS) -> pd.DataFrame:
@@ -46,30 +52,93 @@ def checkpoint_artifacts(run_id: str) -> list[str]:
 
 
 def logged_summary(run_id: str) -> pd.Series:
-    """What a run holds, counted: checkpoints, system metrics, hyper-parameters, test F1."""
+    """What a run holds, counted: checkpoints, system metrics, parameters, tags."""
     run = mlflow.get_run(run_id)
-    metrics = run.data.metrics
     return pd.Series(
         {
             "status": run.info.status,
             "epochs checkpointed": len(checkpoint_artifacts(run_id)),
-            "system metrics": sum(name.startswith("system/") for name in metrics),
+            "system metrics": sum(name.startswith("system/") for name in run.data.metrics),
+            "model metrics": sum(not name.startswith("system/") for name in run.data.metrics),
             "parameters": len(run.data.params),
-            "Test_F1_Score": round(metrics.get("Test_F1_Score", float("nan")), 4),
+            "best_epoch tag": run.data.tags.get("best_epoch", "missing"),
         }
     )
 
 
-def plot_learning_curves(table: pd.DataFrame) -> plt.Figure:
-    """Loss per epoch on the left, validation precision / recall / F1 on the right."""
-    figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 4))
+def describe_epochs(table: pd.DataFrame, best_epoch: int) -> str:
+    """One sentence on how validation F1 developed, true for any run."""
+    scores = table["Val_F1_Score"]
+    last = int(table.index.max())
+    best = scores.loc[best_epoch]
+    if best_epoch == last:
+        return (
+            f"Validation F1 went from {scores.iloc[0]:.3f} after epoch 0 to {best:.3f} after the "
+            f"last epoch ({last}): the model was still improving when training stopped, so a "
+            "larger `max_epochs` may help."
+        )
+    return (
+        f"Validation F1 peaked at {best:.3f} after epoch {best_epoch} and did not improve in the "
+        f"{last - best_epoch} epoch(s) after it (last: {scores.loc[last]:.3f}): the last epoch's "
+        "weights are not the ones to keep, which is why the best epoch is tagged and tested."
+    )
+
+
+def plot_learning_curves(table: pd.DataFrame, best_epoch: int, weighted: bool) -> plt.Figure:
+    """Loss per epoch on the left, validation scores on the right; the best epoch marked."""
+    figure, (loss_axis, score_axis) = plt.subplots(1, 2, figsize=(10, 4))
     table[["Train_Loss", "Val_Loss"]].plot(ax=loss_axis, marker="o")
     loss_axis.set_title("Loss per epoch")
-    loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("weighted BCE loss")
-    table[["Val_Precision", "Val_Recall", "Val_F1_Score"]].plot(ax=f1_axis, marker="o")
-    f1_axis.set_title("Validation metrics per epoch (threshold 0.5)")
-    f1_axis.set_xlabel("epoch")
-    f1_axis.set_ylabel("score")
+    loss_axis.set_ylabel(f"{'class-weighted' if weighted else 'unweighted'} BCE loss")
+    table[["Val_Precision", "Val_Recall", "Val_F1_Score", "Val_PR_AUC"]].plot(
+        ax=score_axis, marker="o"
+    )
+    score_axis.set_title("Validation scores per epoch (threshold 0.5)")
+    score_axis.set_ylabel("score")
+    for axis in (loss_axis, score_axis):
+        axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch (from 0)")
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def system_metrics(run_id: str) -> pd.DataFrame:
+    """CPU and memory samples of the run, indexed by minutes since the first sample."""
+    client = mlflow.MlflowClient()
+    columns = {
+        label: {m.timestamp: m.value for m in client.get_metric_history(run_id, name)}
+        for name, label in SYSTEM_METRICS.items()
+    }
+    table = pd.DataFrame(columns).sort_index()
+    table.index = ((table.index - table.index.min()) / 60_000).round(2)
+    table.index.name = "minutes"
+    return table
+
+
+def describe_system_metrics(table: pd.DataFrame) -> str:
+    """One sentence on the CPU and memory the run used."""
+    if table.empty:
+        return "No system metrics were sampled: the run was shorter than the sampling interval."
+    cpu, memory = (
+        table[SYSTEM_METRICS["system/cpu_utilization_percentage"]],
+        table[SYSTEM_METRICS["system/system_memory_usage_megabytes"]],
+    )
+    return (
+        f"{len(table)} samples over {table.index.max():.1f} min: CPU utilisation averaged "
+        f"{cpu.mean():.0f}% (peak {cpu.max():.0f}%), memory used stayed between "
+        f"{memory.min():,.0f} and {memory.max():,.0f} MB."
+    )
+
+
+def plot_system_metrics(table: pd.DataFrame) -> plt.Figure:
+    """The `system/*` samples MLflow took while the run trained, one panel per metric."""
+    figure, axes = plt.subplots(1, len(table.columns), figsize=(10, 3.5))
+    for axis, column in zip(axes, table.columns, strict=True):
+        table[column].plot(ax=axis, marker=".")
+        axis.set_title(column)
+        axis.set_xlabel("minutes since the run started")
+        axis.set_ylabel(column)
     figure.tight_layout()
     return figure

@@ -1,10 +1,11 @@
-"""Wrap an evaluated run's best epoch as a pyfunc, register it as `champion`, serve it.
+"""What notebook 04 needs around `mlflow.pyfunc.log_model`: artifacts, signature, requirements,
+the champion rule, and a local REST server.
 
-`log_pyfunc(run_id)` merges the best epoch's LoRA weights into the encoder, saves it with its
-tokenizer, and logs `pyfunc_model.py` (models from code) with those files, the tuned threshold,
-a signature, an input example and pinned pip requirements; then registers the model and points
-the alias `champion` at the new version. `served(model_uri)` runs `mlflow models serve` on
-127.0.0.1 for as long as a `with` block lasts, and stops it, children included.
+`export_artifacts(run_id, folder)` merges the evaluated run's best epoch into a plain Hugging Face
+classifier and writes `settings.json` (threshold, max_length, task); the notebook logs them with
+`pyfunc_model.py` (models from code). `should_promote` decides whether the new version takes the
+alias `champion`. `served(model_uri)` runs `mlflow models serve` on 127.0.0.1 for as long as a
+`with` block lasts, and stops it, children included.
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ from mlflow.types import ColSpec, Schema
 from transformers import AutoTokenizer
 
 from custom_module.checkpoints import load_epoch
+from custom_module.config import run_config
 from custom_module.evaluation import logged_report
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
-from custom_module.tracking import reopen_run
-from custom_module.train import run_config
 from data import LABEL_NAMES
 
 MODEL_NAME = "lexglue-unfair-tos-classifier"
@@ -87,11 +87,13 @@ def export_classifier(module: TransformerModule, folder: Path) -> None:
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
 
 
-def log_pyfunc(run_id: str, registered_name: str = MODEL_NAME) -> ModelVersion:
-    """Log the run's best epoch as a pyfunc, register it, and make it the `champion`."""
+def export_artifacts(run_id: str, folder: str | Path) -> dict[str, str]:
+    """The pyfunc's artifacts for an evaluated run: `classifier` (its best epoch, LoRA merged,
+    with the tokenizer) and `settings` (the served threshold and how to tokenize)."""
     report = logged_report(run_id)  # best epoch and threshold, from notebook 03
     config = run_config(run_id)
-    module = load_epoch(run_id, report["best_epoch"])
+    folder = Path(folder)
+    export_classifier(load_epoch(run_id, report["best_epoch"]), folder / "classifier")
     settings = {
         "threshold": report["threshold"],
         "max_length": config.max_length,
@@ -100,28 +102,46 @@ def log_pyfunc(run_id: str, registered_name: str = MODEL_NAME) -> ModelVersion:
         "model_name": config.model_name,
         "best_epoch": report["best_epoch"],
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "classifier"
-        export_classifier(module, folder)
-        settings_path = Path(tmp) / "settings.json"
-        settings_path.write_text(json.dumps(settings, indent=2))
-        with reopen_run(run_id):
-            info = mlflow.pyfunc.log_model(
-                name="pyfunc",
-                python_model=str(PYFUNC_FILE),
-                artifacts={"classifier": str(folder), "settings": str(settings_path)},
-                signature=signature(config.task),
-                input_example=INPUT_EXAMPLE,
-                pip_requirements=pip_requirements(),
-                registered_model_name=registered_name,
-            )
-    model_version = mlflow.MlflowClient().get_model_version(
-        registered_name, str(info.registered_model_version)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2))
+    return {"classifier": str(folder / "classifier"), "settings": str(folder / "settings.json")}
+
+
+def champion_version(registered_name: str) -> ModelVersion | None:
+    """The version the alias `champion` points at, or None if there is none yet."""
+    client = mlflow.MlflowClient()
+    try:
+        return client.get_model_version_by_alias(registered_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def should_promote(run_id: str, registered_name: str) -> tuple[bool, str]:
+    """Whether the model of `run_id` should become the champion, and why.
+
+    A run trained on all the data beats one trained on a sample (a smoke or workshop run never
+    displaces a full-data champion); between equals, the higher validation F1 at each model's
+    served threshold wins, and a tie keeps the champion.
+    """
+    champion = champion_version(registered_name)
+    if champion is None:
+        return True, "there is no champion yet"
+    if champion.run_id == run_id:
+        return False, f"the champion (version {champion.version}) is this run's model already"
+    challenger_full = run_config(run_id).sample_size is None
+    champion_full = run_config(champion.run_id).sample_size is None
+    if challenger_full != champion_full:
+        return challenger_full, (
+            "the new model was trained on all the data and the champion on a sample"
+            if challenger_full
+            else "the new model was trained on a sample and the champion on all the data"
+        )
+    new = logged_report(run_id)["validation"]["f1"]
+    old = logged_report(champion.run_id)["validation"]["f1"]
+    verdict = "beats" if new > old else "does not beat"
+    return new > old, (
+        f"its validation F1 {new:.4f} {verdict} the champion's {old:.4f} "
+        f"(version {champion.version})"
     )
-    mlflow.MlflowClient().set_registered_model_alias(
-        registered_name, CHAMPION, model_version.version
-    )
-    return model_version
 
 
 def champion_uri(registered_name: str = MODEL_NAME) -> str:

@@ -8,11 +8,19 @@ otherwise (a tracking server, or `databricks`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
-from mlflow.entities import Experiment, Run
+from mlflow.entities import Run
+
+from custom_module.config import CONFIG_ARTIFACT
+
+if TYPE_CHECKING:
+    from custom_module.config import TrainConfig
+    from custom_module.module import TransformerModule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlflow.db"
@@ -24,11 +32,17 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
 
 
-def configure_tracking(uri: str | None = None) -> str:
-    """Point MLflow at the tutorial's store (see `tracking_uri`) and return the URI used."""
-    resolved = tracking_uri(uri)
-    mlflow.set_tracking_uri(resolved)
-    return resolved
+def configure_tracking(experiment_name: str | None = None, uri: str | None = None) -> str | None:
+    """Point MLflow at the tutorial's store (see `tracking_uri`); create the experiment there
+    if it is new, with its artifacts beside the store (see `artifact_root`).
+
+    Returns the experiment name to pass to `mlflow.set_experiment`.
+    """
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    if experiment_name and mlflow.get_experiment_by_name(experiment_name) is None:
+        location = artifact_root(mlflow.get_tracking_uri())
+        mlflow.create_experiment(experiment_name, artifact_location=location)
+    return experiment_name
 
 
 def artifact_root(uri: str) -> str | None:
@@ -41,26 +55,17 @@ def artifact_root(uri: str) -> str | None:
     return (Path(uri.removeprefix(SQLITE_PREFIX)).resolve().parent / "mlartifacts").as_uri()
 
 
-def ensure_experiment(name: str) -> Experiment:
-    """Make `name` the active experiment, creating it (see `artifact_root`) if needed."""
-    if mlflow.get_experiment_by_name(name) is None:
-        mlflow.create_experiment(name, artifact_location=artifact_root(mlflow.get_tracking_uri()))
-    return mlflow.set_experiment(name)
+def find_run(run_id: str | None, experiment_name: str) -> Run:
+    """The run `run_id`, or else the latest finished run of the experiment.
 
-
-def reopen_run(run_id: str) -> mlflow.ActiveRun:
-    """Start `run_id` again to log more to it, from whatever experiment is active now.
-
-    MLflow refuses to resume a run of another experiment than the active one, which happens as
-    soon as a notebook or test has switched experiments in between. The run's experiment stays
-    the active one afterwards.
+    How notebooks later in the chain, and the command lines, find the run to work on.
     """
-    mlflow.set_experiment(experiment_id=get_run(run_id).info.experiment_id)
-    return mlflow.start_run(run_id=run_id)
+    configure_tracking()
+    return get_run(run_id) if run_id else latest_finished_run(experiment_name)
 
 
 def latest_finished_run(experiment_name: str) -> Run:
-    """The most recent run of the experiment that finished, for notebooks later in the chain."""
+    """The most recent run of the experiment that finished."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise LookupError(
@@ -91,3 +96,15 @@ def get_run(run_id: str) -> Run:
             f"No run {run_id!r} in {mlflow.get_tracking_uri()}; check the id, or set "
             "MLFLOW_TRACKING_URI to the store that holds it."
         ) from error
+
+
+def log_configuration(config: TrainConfig, module: TransformerModule) -> None:
+    """What autolog leaves out: the config, the module's hyper-parameters, its size.
+
+    `config.json` is what `run_config` reads back to evaluate or resume the run.
+    """
+    mlflow.log_params(config.as_params())
+    mlflow.log_params(dict(module.hparams))
+    mlflow.log_dict(dataclasses.asdict(config), CONFIG_ARTIFACT)
+    trainable, total = module.trainable_parameter_count()
+    mlflow.log_params({"trainable_params": trainable, "total_params": total})

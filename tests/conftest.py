@@ -1,4 +1,8 @@
-"""Shared fixtures: the offline data copy, a throwaway MLflow store, one smoke run per session."""
+"""Shared fixtures: the offline data copy, a throwaway MLflow store, one smoke run per session.
+
+The smoke run is made the way a reader makes one: by executing notebook 02 (with papermill, as
+`python -m custom_module.train` does), so the tests exercise the code the notebooks teach.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import pytorch_lightning as pl
-import torch
+from run_layout import logged_layout
 
-from custom_module import preset, train
 from custom_module.tracking import configure_tracking
+from custom_module.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "lex_glue"
@@ -24,34 +27,29 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A sqlite store of the test session's own, so tests leave the repo's store alone."""
+    """A sqlite store of the test session's own, so tests leave the learner's store alone.
+
+    Set in the environment too, so the notebooks' kernels and the command lines use it.
+    """
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    configure_tracking(uri)
+    configure_tracking(uri=uri)
     return uri
 
 
-class EpochEndWeights(pl.Callback):
-    """Copies of the module's weights at the end of every training epoch, as checkpointed."""
-
-    def __init__(self) -> None:
-        self.by_epoch: dict[int, dict[str, torch.Tensor]] = {}
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        state = pl_module.state_dict()
-        self.by_epoch[trainer.current_epoch] = {k: v.detach().clone() for k, v in state.items()}
+@pytest.fixture(scope="session")
+def smoke_training(tracking_store: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Notebook 02 executed with the `smoke` preset (two epochs on a 64-clause sample): the
+    executed notebook, the run id, and what the run held right after training (later tests
+    evaluate the run and log a model to it)."""
+    notebook = tmp_path_factory.mktemp("notebooks") / "02_peft_training.ipynb"
+    run_id = train(notebook, preset_name="smoke", experiment_name="tests", run_name="smoke")
+    return {"notebook": notebook, "run_id": run_id, "layout": logged_layout(run_id)}
 
 
 @pytest.fixture(scope="session")
-def smoke_epoch_weights() -> EpochEndWeights:
-    return EpochEndWeights()
-
-
-@pytest.fixture(scope="session")
-def smoke_run_id(tracking_store: str, smoke_epoch_weights: EpochEndWeights) -> str:
-    """One `smoke`-preset run (two epochs on a 64-clause sample), shared by the tests."""
-    config = preset("smoke", experiment_name="tests", run_name="smoke")
-    return train(config, extra_callbacks=[smoke_epoch_weights])
+def smoke_run_id(smoke_training: dict) -> str:
+    return smoke_training["run_id"]
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from sklearn.metrics import f1_score
 
 from custom_module.evaluation import (
     SplitPredictions,
+    choose_threshold,
     evaluate_run,
     lexglue_scores,
     log_evaluation,
@@ -40,11 +41,12 @@ def test_best_epoch_is_the_one_tagged_by_training(report, smoke_run_id):
     assert report.best_epoch == int(mlflow.get_run(smoke_run_id).data.tags["best_epoch"])
 
 
-def test_test_report_is_at_the_threshold_tuned_on_validation(report):
+def test_test_report_is_at_the_served_threshold(report):
     validation, test = report.predictions["validation"], report.predictions["test"]
-    assert report.threshold == pytest.approx(
-        tune_threshold(validation.is_unfair, validation.prob_unfair), abs=1e-6
-    )
+    tuned = tune_threshold(validation.is_unfair, validation.prob_unfair)
+    assert report.tuned_threshold == pytest.approx(tuned, abs=1e-6)
+    assert report.threshold in (pytest.approx(tuned, abs=1e-6), 0.5)
+    assert report.test["threshold"] == pytest.approx(report.threshold, abs=1e-6)
     predicted = test.prob_unfair > report.test["threshold"]
     assert report.test["f1"] == pytest.approx(f1_score(test.is_unfair, predicted))
     assert np.array(report.test["confusion_matrix"]).sum() == len(test.is_unfair)
@@ -58,6 +60,31 @@ def test_tuned_threshold_maximises_f1():
     best = max(f1_score(truth, scores > t) for t in np.unique(scores))
     assert f1_score(truth, scores > threshold) == pytest.approx(best)
     assert threshold not in set(scores)
+
+
+def separable_blocks(noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """500 clauses, about 1 in 5 unfair; unfair ones score about 0.35 and fair ones 0.2: well
+    ranked, but all below 0.5, so a tuned threshold helps everywhere."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(500) < 0.2).astype(int)
+    return truth, np.clip(0.2 + truth * 0.15 + rng.normal(0, noise, 500), 0, 1)
+
+
+def test_a_tuned_threshold_that_helps_on_every_held_out_block_is_served():
+    truth, scores = separable_blocks(noise=0.02)  # every unfair clause scores ~0.35, below 0.5
+    threshold, folds = choose_threshold(truth, scores)
+    assert folds["tuning_helps"].all() and len(folds) == 5
+    assert threshold == pytest.approx(tune_threshold(truth, scores))
+    assert folds["clauses"].sum() == len(truth)
+
+
+def test_threshold_stays_at_one_half_unless_tuning_helps_on_every_block():
+    truth = np.tile([1, 0, 0, 0, 0], 100)
+    scores = np.where(truth == 1, 0.9, 0.1)  # perfectly ranked and calibrated: 0.5 is optimal
+    scores[:100] = np.where(truth[:100] == 1, 0.45, 0.1)  # one block's quirk: low scores
+    threshold, folds = choose_threshold(truth, scores)
+    assert not folds["tuning_helps"].all()
+    assert threshold == 0.5
 
 
 def test_recall_per_category_counts_flagged_clauses_of_each_category():

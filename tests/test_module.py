@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -10,18 +11,18 @@ import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 from torch import nn
 
-from custom_module import TransformerModule, preset
+from custom_module import TrainConfig, TransformerModule, preset
 from custom_module.model_source import MINILM
-from custom_module.train import build_datamodule, build_module
+from data import LexGlueDataModule
 
 
 @pytest.fixture(scope="module")
 def smoke_parts() -> tuple:
     config = preset("smoke")
     pl.seed_everything(config.seed)
-    datamodule = build_datamodule(config)
+    datamodule = LexGlueDataModule.from_config(config)
     datamodule.setup()
-    return config, datamodule, build_module(config, datamodule)
+    return config, datamodule, TransformerModule.from_config(config, datamodule)
 
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
@@ -73,7 +74,7 @@ class DropoutProbe(pl.Callback):
 
 def test_dropout_is_active_while_training(smoke_parts):
     config, datamodule, _ = smoke_parts
-    module = build_module(config, datamodule)
+    module = TransformerModule.from_config(config, datamodule)
     probe = DropoutProbe()
     quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[probe]).fit(
         module, datamodule=datamodule
@@ -106,7 +107,7 @@ def test_predict_step_returns_one_probability_per_clause(smoke_parts):
 def trained_checkpoint(smoke_parts, path: Path) -> TransformerModule:
     """A fresh module trained for two batches, its Lightning checkpoint saved at `path`."""
     config, datamodule, _ = smoke_parts
-    module = build_module(config, datamodule)
+    module = TransformerModule.from_config(config, datamodule)
     trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(module, datamodule=datamodule)
     trainer.save_checkpoint(path)
@@ -135,3 +136,22 @@ def test_checkpoint_from_other_lora_settings_fails_loudly(smoke_parts, tmp_path)
     torch.save(checkpoint, path)
     with pytest.raises(KeyError, match="trainable weight"):
         TransformerModule.load_from_checkpoint(path)
+
+
+def test_lora_layers_lists_every_adapted_layer_and_what_it_adds(smoke_parts):
+    module = smoke_parts[2]
+    layers = module.lora_layers()
+    assert len(layers) == 6 * 3 + 1  # query, key, value of 6 blocks, and the pooler
+    head = 384 + 1  # the new classifier: one logit from MiniLM's 384 dimensions
+    trainable, _ = module.trainable_parameter_count()
+    assert sum(layer["lora_params"] for layer in layers) + head == trainable
+
+
+def test_module_and_data_module_defaults_come_from_train_config():
+    module_defaults = inspect.signature(TransformerModule.__init__).parameters
+    data_defaults = inspect.signature(LexGlueDataModule.__init__).parameters
+    config = TrainConfig()
+    for name in ("learning_rate", "weight_decay", "lora_r", "lora_alpha", "lora_target_modules"):
+        assert module_defaults[name].default == getattr(config, name), name
+    for name in ("batch_size", "max_length", "seed", "task"):
+        assert data_defaults[name].default == getattr(config, name), name

@@ -1,4 +1,4 @@
-"""The pyfunc model: registered as champion, predicts like the module, served over REST."""
+"""Notebook 04's pyfunc: registered as champion, predicts like the module, served over REST."""
 
 from __future__ import annotations
 
@@ -11,39 +11,53 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from custom_module.checkpoints import load_epoch
-from custom_module.evaluation import classify_clauses, evaluate_run, log_evaluation
-from custom_module.serving import champion_uri, log_pyfunc, post, served
-from custom_module.train import build_datamodule, run_config
+from custom_module import run_config
+from custom_module.checkpoints import load_epoch, tagged_best_epoch
+from custom_module.evaluation import classify_clauses, logged_report
+from custom_module.notebooks import run_notebook
+from custom_module.results import read_results
+from custom_module.serving import champion_version, post, served, should_promote
+from data import LexGlueDataModule
 
 REGISTERED_NAME = "tests-unfair-tos"
+CHAMPION_URI = f"models:/{REGISTERED_NAME}@champion"
 
 
 @pytest.fixture(scope="module")
-def model_version(smoke_run_id):
-    log_evaluation(evaluate_run(smoke_run_id))
-    return log_pyfunc(smoke_run_id, REGISTERED_NAME)
+def logged(smoke_run_id, tmp_path_factory):
+    """Notebooks 03 and 04 executed on the smoke run: evaluated, logged, registered."""
+    folder = tmp_path_factory.mktemp("serving")
+    run_notebook("03_checkpoint_evaluation.ipynb", folder / "03.ipynb", {"run_id": smoke_run_id})
+    output = run_notebook(
+        "04_pyfunc_serving.ipynb",
+        folder / "04.ipynb",
+        {"run_id": smoke_run_id, "registered_name": REGISTERED_NAME},
+    )
+    return read_results(output)
 
 
 @pytest.fixture(scope="module")
-def pyfunc(model_version):
-    return mlflow.pyfunc.load_model(champion_uri(REGISTERED_NAME))
+def pyfunc(logged):
+    return mlflow.pyfunc.load_model(CHAMPION_URI)
 
 
 @pytest.fixture(scope="module")
-def clauses(smoke_run_id) -> list[str]:
-    datamodule = build_datamodule(run_config(smoke_run_id))
+def datamodule(smoke_run_id) -> LexGlueDataModule:
+    datamodule = LexGlueDataModule.from_config(run_config(smoke_run_id))
     datamodule.setup()
+    return datamodule
+
+
+@pytest.fixture(scope="module")
+def clauses(datamodule) -> list[str]:
     return datamodule.texts["test"][:40]
 
 
 @pytest.fixture(scope="module")
-def expected(smoke_run_id, model_version, clauses) -> pd.DataFrame:
-    """What the in-process module says at the run's best epoch and tuned threshold."""
-    run = mlflow.get_run(smoke_run_id)
-    module = load_epoch(smoke_run_id, int(run.data.tags["best_epoch"]))
-    datamodule = build_datamodule(run_config(smoke_run_id))
-    threshold = float(run.data.tags["decision_threshold"])
+def expected(smoke_run_id, logged, datamodule, clauses) -> pd.DataFrame:
+    """What the in-process module says at the run's best epoch and served threshold."""
+    module = load_epoch(smoke_run_id, tagged_best_epoch(smoke_run_id))
+    threshold = logged_report(smoke_run_id)["threshold"]
     return classify_clauses(module, datamodule, clauses, threshold)
 
 
@@ -53,12 +67,26 @@ def assert_same_predictions(answer: pd.DataFrame, expected: pd.DataFrame) -> Non
     assert answer["label"].tolist() == expected["label"].tolist()
 
 
-def test_champion_alias_points_at_the_new_version(model_version, smoke_run_id):
-    client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias(REGISTERED_NAME, "champion").version == (
-        model_version.version
+def test_first_model_becomes_champion_of_the_training_run(logged, smoke_run_id):
+    assert logged["promoted"] is True
+    champion = champion_version(REGISTERED_NAME)
+    assert int(champion.version) == logged["version"]
+    assert champion.run_id == smoke_run_id
+
+
+def test_the_same_run_again_does_not_move_the_champion(logged, smoke_run_id):
+    promote, reason = should_promote(smoke_run_id, REGISTERED_NAME)
+    assert not promote and "already" in reason
+
+
+def test_a_sampled_run_never_displaces_a_full_data_champion(logged, smoke_run_id, monkeypatch):
+    full = run_config(smoke_run_id).replace(sample_size=None)
+    monkeypatch.setattr(
+        "custom_module.serving.run_config",
+        lambda run_id: full if run_id == smoke_run_id else full.replace(sample_size=64),
     )
-    assert model_version.run_id == smoke_run_id
+    promote, reason = should_promote("0" * 32, REGISTERED_NAME)
+    assert not promote and "trained on a sample" in reason
 
 
 def test_logged_model_has_signature_example_and_portable_requirements(pyfunc):
@@ -66,7 +94,7 @@ def test_logged_model_has_signature_example_and_portable_requirements(pyfunc):
     assert [t.name for t in metadata.get_input_schema().input_types()] == ["string"]
     assert metadata.get_output_schema().input_names() == ["label", "prob_unfair"]
     assert metadata.saved_input_example_info is not None
-    path = mlflow.artifacts.download_artifacts(f"{champion_uri(REGISTERED_NAME)}/requirements.txt")
+    path = mlflow.artifacts.download_artifacts(f"{CHAMPION_URI}/requirements.txt")
     requirements = Path(path).read_text().split()
     assert "+" not in " ".join(requirements)
     assert any(line.startswith("torch==") for line in requirements)
@@ -92,13 +120,13 @@ def test_bad_input_is_refused_with_the_row_named(pyfunc, model_input, message):
 
 
 @pytest.fixture(scope="module")
-def server(model_version):
+def server(logged):
     # As under `make` or a notebook kernel: the venv's bin folder (with `uvicorn`) not on PATH.
     venv_bin = str(Path(sys.executable).parent)
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", path)
-        with served(champion_uri(REGISTERED_NAME)) as url:
+        with served(CHAMPION_URI) as url:
             yield url
 
 

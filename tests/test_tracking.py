@@ -1,34 +1,56 @@
-"""The store helpers: finding runs, and logging to a run again from another experiment."""
+"""The store helpers: one store wherever a notebook starts, and finding the run to work on."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import mlflow
 import pytest
 
-from custom_module.tracking import ensure_experiment, latest_finished_run, reopen_run
+from custom_module.tracking import (
+    DEFAULT_STORE,
+    configure_tracking,
+    find_run,
+    tracking_uri,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_reopen_run_logs_to_the_run_whichever_experiment_is_active(tracking_store: str) -> None:
-    ensure_experiment("tracking-first")
-    with mlflow.start_run() as run:
-        mlflow.log_param("step", "first")
-    ensure_experiment("tracking-second")  # a later notebook or test switched experiments
-
-    with reopen_run(run.info.run_id):
-        mlflow.log_param("reopened", "yes")
-
-    params = mlflow.get_run(run.info.run_id).data.params
-    assert params == {"step": "first", "reopened": "yes"}
+def test_default_store_is_the_sqlite_file_at_the_repo_root(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri() == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+    assert DEFAULT_STORE.parent == REPO_ROOT
 
 
-def test_latest_finished_run_skips_runs_still_going(tracking_store: str) -> None:
-    ensure_experiment("tracking-latest")
+def test_mlflow_tracking_uri_overrides_the_default(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_new_experiments_keep_their_artifacts_beside_the_store(tracking_store: str) -> None:
+    mlflow.set_experiment(configure_tracking("tracking-artifacts"))
+    location = mlflow.get_experiment_by_name("tracking-artifacts").artifact_location
+    store_folder = Path(tracking_store.removeprefix("sqlite:///")).parent
+    assert location == (store_folder / "mlartifacts").as_uri()
+
+
+def test_find_run_takes_the_id_else_the_latest_finished_run(tracking_store: str) -> None:
+    mlflow.set_experiment(configure_tracking("tracking-latest"))
+    with mlflow.start_run() as older:
+        pass
     with mlflow.start_run() as finished:
         pass
     with mlflow.start_run():  # e.g. a crashed or still-running training run
-        assert latest_finished_run("tracking-latest").info.run_id == finished.info.run_id
+        assert find_run(None, "tracking-latest").info.run_id == finished.info.run_id
+    assert find_run(older.info.run_id, "tracking-latest").info.run_id == older.info.run_id
 
 
 def test_a_missing_experiment_says_what_to_run(tracking_store: str) -> None:
     with pytest.raises(LookupError, match="run notebook 02"):
-        latest_finished_run("never-created")
+        find_run(None, "never-created")
+
+
+def test_an_unknown_run_id_names_the_store(tracking_store: str) -> None:
+    with pytest.raises(LookupError, match="No run"):
+        find_run("0" * 32, "tracking-latest")

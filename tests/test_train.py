@@ -1,4 +1,8 @@
-"""train(): what a run leaves in MLflow, presets, the tracking store, the CLI."""
+"""Training through notebook 02: what a run leaves in MLflow, presets, the command line.
+
+Notebook 02 is the one training code path; `python -m custom_module.train` executes it. The
+parity test runs both and compares what they log.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,11 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from run_layout import artifact_paths, logged_layout
 
 from custom_module import PRESETS, TransformerModule, preset
-from custom_module.tracking import DEFAULT_STORE, tracking_uri
+from custom_module.notebooks import parse_value
 from custom_module.train import parse_args
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def artifact_paths(run_id: str, path: str = "") -> list[str]:
-    client = mlflow.MlflowClient()
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += artifact_paths(run_id, item.path) if item.is_dir else [item.path]
-    return found
 
 
 def test_run_has_a_checkpoint_for_every_epoch(smoke_run_id):
@@ -31,13 +26,13 @@ def test_run_has_a_checkpoint_for_every_epoch(smoke_run_id):
     assert "checkpoints/epoch_1/checkpoint.pth" in paths
 
 
-def test_run_logs_validation_f1_per_epoch_and_test_f1(smoke_run_id, smoke_run):
-    history = mlflow.MlflowClient().get_metric_history(smoke_run_id, "Val_F1_Score")
-    assert len(history) == 2
+def test_run_logs_every_metric_per_epoch_and_test_once(smoke_run_id, smoke_run):
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(smoke_run_id, "Val_F1_Score")) == 2
     assert 0.0 <= smoke_run.data.metrics["Test_F1_Score"] <= 1.0
-    assert len(mlflow.MlflowClient().get_metric_history(smoke_run_id, "Test_F1_Score")) == 1
+    assert len(client.get_metric_history(smoke_run_id, "Test_F1_Score")) == 1
     for stage in ("Train_", "Val_", "Test_"):
-        for name in ("Loss", "Acc", "Precision", "Recall", "F1_Score"):
+        for name in ("Loss", "Acc", "Precision", "Recall", "F1_Score", "PR_AUC"):
             assert stage + name in smoke_run.data.metrics
 
 
@@ -52,6 +47,7 @@ def test_run_logs_module_hyperparameters_and_config(smoke_run_id, smoke_run):
     assert params["config.preset"] == "smoke"
     assert int(params["trainable_params"]) < int(params["total_params"])
     assert "config.json" in artifact_paths(smoke_run_id)
+    assert "learning_curves.png" in artifact_paths(smoke_run_id)
 
 
 def test_load_checkpoint_of_epoch_0_gives_a_working_model(smoke_run_id):
@@ -68,17 +64,6 @@ def test_checkpoints_do_not_carry_the_frozen_encoder(smoke_run_id, tmp_path):
     )
     # The frozen MiniLM encoder alone is ~90 MB; adapters, head and optimizer state ~1.5 MB.
     assert Path(path).stat().st_size < 2e6
-
-
-def test_default_store_is_the_sqlite_file_at_the_repo_root(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking_uri() == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
-    assert DEFAULT_STORE.parent == REPO_ROOT
-
-
-def test_mlflow_tracking_uri_overrides_the_default(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking_uri() == "http://127.0.0.1:5000"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
@@ -100,23 +85,53 @@ def test_unknown_preset_and_unknown_field_are_rejected():
         preset("cpu", epochs=3)
 
 
-def test_cli_arguments_become_preset_overrides():
-    name, overrides = parse_args(["--preset", "smoke", "--max-epochs", "1", "--task", "multilabel"])
-    assert name == "smoke"
-    assert {k: v for k, v in overrides.items() if v is not None} == {
+def test_run_name_defaults_to_the_preset_name():
+    assert preset("smoke").run_name == "smoke"
+    assert preset("smoke", run_name="mine").run_name == "mine"
+
+
+def test_cli_options_are_the_notebooks_parameters():
+    output, parameters = parse_args(
+        ["--preset", "smoke", "--max-epochs", "1", "--task", "multilabel", "--resume", "abc"]
+    )
+    assert parameters == {
+        "preset_name": "smoke",
         "max_epochs": 1,
         "task": "multilabel",
+        "resume_run_id": "abc",
     }
+    assert output.name == "02_peft_training.ipynb"
 
 
-def test_cli_trains_and_prints_the_run_id(tracking_store, tmp_path):
+def test_cli_values_become_python_scalars():
+    values = ("3", "0.5", "None", "True", "cpu", "0" * 32, "12e4" + "0" * 28)
+    assert [parse_value(v) for v in values] == [3, 0.5, None, True, "cpu", *values[-2:]]
+
+
+def test_cli_rejects_an_option_the_notebook_does_not_take():
+    with pytest.raises(SystemExit):
+        parse_args(["--epochs", "3"])
+
+
+def test_cli_and_notebook_log_the_same_names_tags_and_checkpoint_layout(
+    smoke_training, tracking_store, tmp_path
+):
     result = subprocess.run(
-        [sys.executable, "-m", "custom_module.train", "--preset", "smoke", "--max-epochs", "1"],
+        [sys.executable, "-m", "custom_module.train", "--preset", "smoke"]
+        + ["--experiment-name", "tests", "--run-name", "smoke"]
+        + ["--output", str(tmp_path / "02.ipynb")],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # any folder: the store comes from MLFLOW_TRACKING_URI
         timeout=600,
         check=True,
     )
-    run_id = result.stdout.strip().splitlines()[-1].removeprefix("run_id: ")
-    assert mlflow.get_run(run_id).info.status == "FINISHED"
+    cli_run_id = result.stdout.strip().splitlines()[-1].removeprefix("run_id: ")
+    assert mlflow.get_run(cli_run_id).info.status == "FINISHED"
+    assert (tmp_path / "02.ipynb").is_file()
+    cli, notebook = logged_layout(cli_run_id), smoke_training["layout"]
+    for part in ("params", "metrics", "tags", "artifacts"):
+        assert cli[part] == notebook[part], part
+    # The same config gives the same parameter values, seed included.
+    params = [mlflow.get_run(r).data.params for r in (cli_run_id, smoke_training["run_id"])]
+    assert params[0] == params[1]

@@ -1,0 +1,79 @@
+"""The numbers the committed notebooks teach, read back from the results their last cells
+recorded, and checked: exactly where they depend on the data alone, within the spread measured
+between seeds where they depend on training.
+
+Tolerances: the `cpu` preset's test F1 moved by about +-0.02 between seeds on this repository's
+2-core machine (README, "How the cpu preset was chosen"); PR-AUC by less.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from custom_module.notebooks import NOTEBOOK_DIR
+from custom_module.results import read_results
+
+SPLIT_SIZES = {"train": 5532, "validation": 2275, "test": 1607}
+UNFAIR = {"train": 630, "validation": 230, "test": 172}
+# all-MiniLM-L6-v2 with LoRA r=8 on query/key/value of 6 blocks and the pooler, plus the head.
+CPU_TRAINABLE_PARAMS = 19 * 2 * 8 * 384 + 385
+F1_SPREAD = 0.03
+
+
+def results(name: str) -> dict:
+    return read_results(NOTEBOOK_DIR / name)
+
+
+def test_split_sizes_and_unfair_counts_are_the_datasets():
+    summary = results("01_data_exploration.ipynb")["split_summary"]
+    assert summary["clauses"] == SPLIT_SIZES
+    assert summary["unfair"] == UNFAIR
+    assert summary["multi_label"] == {"train": 63, "validation": 18, "test": 14}
+
+
+def test_category_counts_add_up_to_at_least_the_unfair_clauses():
+    counts = results("01_data_exploration.ipynb")["label_counts"]
+    for split, unfair in UNFAIR.items():
+        assert sum(counts[split].values()) >= unfair
+    assert counts["train"]["Limitation of liability"] == 191
+
+
+def test_training_used_every_clause_and_the_cpu_presets_lora_size():
+    training = results("02_peft_training.ipynb")
+    assert training["preset"] == "cpu"
+    assert training["split_sizes"] == SPLIT_SIZES
+    assert training["trainable_params"] == CPU_TRAINABLE_PARAMS
+    assert training["total_params"] == 22_830_722
+
+
+def test_baseline_scores_are_deterministic():
+    baseline = results("02_peft_training.ipynb")["comparison"]["TF-IDF + LinearSVC"]
+    assert baseline["f1"] == pytest.approx(0.775, abs=0.001)
+
+
+def test_lora_scores_are_within_the_seed_spread_of_the_baseline():
+    comparison = results("02_peft_training.ipynb")["comparison"]
+    lora, baseline = comparison["LoRA run"], comparison["TF-IDF + LinearSVC"]
+    assert lora["f1"] >= baseline["f1"] - F1_SPREAD
+    assert lora["pr_auc"] >= baseline["pr_auc"] - F1_SPREAD
+
+
+def test_evaluation_serves_the_threshold_its_evidence_supports():
+    evaluation = results("03_checkpoint_evaluation.ipynb")
+    training = results("02_peft_training.ipynb")
+    assert evaluation["run_id"] == training["run_id"]
+    assert evaluation["best_epoch"] == training["best_epoch"]
+    assert evaluation["served_threshold"] in (0.5, evaluation["tuned_threshold"])
+    served = evaluation["test"]
+    tuned = evaluation["test_at_tuned_threshold"]
+    default = evaluation["test_at_default_threshold"]
+    assert served in (tuned, default)
+    assert default["f1"] == pytest.approx(training["comparison"]["LoRA run"]["f1"], abs=0.001)
+
+
+def test_the_committed_champion_is_the_evaluated_run():
+    serving = results("04_pyfunc_serving.ipynb")
+    assert serving["run_id"] == results("02_peft_training.ipynb")["run_id"]
+    assert serving["version"] == 1 and serving["promoted"] is True  # a fresh store
+    labels = [row["label"] for row in serving["champion_predictions"]]
+    assert labels == ["unfair", "fair", "unfair"]

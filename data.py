@@ -10,7 +10,6 @@ on CPU this is about 3x faster than padding every clause to `max_length`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -42,20 +41,26 @@ PADDING_MODES = ("dynamic", "max_length")
 
 
 def resolve_data_path(data_path: str | None = None) -> str:
-    """Return where to load UNFAIR-ToS from: the argument, else `LEXGLUE_PATH`, else the hub id.
+    """Return where to load UNFAIR-ToS from: the argument, else `LEXGLUE_PATH`, else a copy at
+    `../shared/data/lex_glue` beside the repository, else the hub id
+    (`custom_module.platforms.data_source` makes the choice).
 
-    A local path is checked here, so a typo fails with a message instead of a hub lookup.
+    A local path (a `/Volumes/...` folder on Databricks too) is checked here, so a typo fails
+    with a message instead of a hub lookup.
     """
-    location = data_path or os.environ.get("LEXGLUE_PATH") or HUB_ID
-    if location == HUB_ID:
-        return location
-    folder = Path(location).expanduser()
+    # Imported here: `custom_module` imports this module while it initializes.
+    from custom_module.platforms import data_source
+
+    source = data_source(data_path)
+    if not source.local:
+        return source.location
+    folder = Path(source.location).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"LexGLUE data folder {str(folder)!r} does not exist. Point `data_path` or the "
-            f"LEXGLUE_PATH environment variable at a copy of {HUB_ID} in the hub layout "
-            f"(a folder holding {CONFIG_NAME}/train-*.parquet), or leave both unset to "
-            "download from the Hugging Face hub."
+            f"LexGLUE data folder {str(folder)!r} (from {source.origin}) does not exist. Point "
+            f"`data_path` or the LEXGLUE_PATH environment variable at a copy of {HUB_ID} in the "
+            f"hub layout (a folder holding {CONFIG_NAME}/train-*.parquet), or leave both unset "
+            "to download from the Hugging Face hub."
         )
     missing = [s for s in SPLITS if not list((folder / CONFIG_NAME).glob(f"{s}-*.parquet"))]
     if missing:
@@ -67,9 +72,30 @@ def resolve_data_path(data_path: str | None = None) -> str:
     return str(folder)
 
 
+def hub_unreachable_message() -> str:
+    """Both ways out when the hub cannot serve the data: a local copy, or the network."""
+    from custom_module.platforms import hub_offline
+
+    reason = "offline mode is on (HF_HUB_OFFLINE=1)" if hub_offline() else "it could not be reached"
+    return (
+        f"Could not load {HUB_ID} from the Hugging Face hub: {reason}, and it is not in the "
+        "local cache. Either set LEXGLUE_PATH (or `data_path`) to a local copy in the hub layout, "
+        f"a folder holding {CONFIG_NAME}/train-*.parquet (on Databricks, a /Volumes/... folder; "
+        f"make one where the hub is reachable with `hf download {HUB_ID} --repo-type dataset "
+        f"--include '{CONFIG_NAME}/*' --local-dir lex_glue`), or connect to the network and "
+        "unset HF_HUB_OFFLINE."
+    )
+
+
 def load_unfair_tos(data_path: str | None = None) -> DatasetDict:
     """Load and validate the three UNFAIR-ToS splits (see `resolve_data_path` for the source)."""
-    dataset = load_dataset(resolve_data_path(data_path), CONFIG_NAME)
+    location = resolve_data_path(data_path)
+    try:
+        dataset = load_dataset(location, CONFIG_NAME)
+    except ConnectionError as error:  # what `datasets` raises offline or without network
+        if location != HUB_ID:
+            raise
+        raise ConnectionError(hub_unreachable_message()) from error
     for split in SPLITS:
         if split not in dataset:
             raise ValueError(f"UNFAIR-ToS has no {split!r} split; found {sorted(dataset)}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from custom_module import platforms
 from custom_module.model_source import MINILM, resolve_model_path
 from data import (
     LABEL_NAMES,
@@ -67,9 +68,20 @@ def test_folder_without_parquet_files_names_the_missing_splits(tmp_path):
         resolve_data_path(str(tmp_path))
 
 
-def test_unset_path_falls_back_to_the_hub_id(monkeypatch):
+def test_unset_path_falls_back_to_the_hub_id(monkeypatch, tmp_path):
     monkeypatch.delenv("LEXGLUE_PATH", raising=False)
+    monkeypatch.setattr(platforms, "SHARED_DATA", tmp_path / "no-shared-copy")
     assert resolve_data_path() == "coastalcph/lex_glue"
+
+
+def test_unset_path_uses_the_copy_beside_the_repository(monkeypatch, tmp_path):
+    shared = tmp_path / "shared" / "data" / "lex_glue"
+    (shared / "unfair_tos").mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        (shared / "unfair_tos" / f"{split}-00000-of-00001.parquet").write_bytes(b"")
+    monkeypatch.delenv("LEXGLUE_PATH", raising=False)
+    monkeypatch.setattr(platforms, "SHARED_DATA", shared)
+    assert resolve_data_path() == str(shared)
 
 
 def test_unknown_split_is_rejected(datamodule):

@@ -1,0 +1,55 @@
+"""What the Makefile exports: offline mode only when a local copy of the data is used."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def make_environment(repo: Path, **environ: str) -> dict[str, str]:
+    """What `make` exports, in a copy of the Makefile placed at `repo`, started with `environ`."""
+    shutil.copy(REPO_ROOT / "Makefile", repo / "Makefile")
+    show = 'show-env: ; @echo "HF_HUB_OFFLINE=$$HF_HUB_OFFLINE LEXGLUE_PATH=$$LEXGLUE_PATH"'
+    result = subprocess.run(
+        ["make", "-s", "-C", str(repo), "--eval", show, "show-env"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **environ},
+        check=True,
+    )
+    return dict(item.split("=", 1) for item in result.stdout.split())
+
+
+def test_make_uses_the_hub_online_when_no_local_copy_exists(tmp_path):
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    assert make_environment(repo) == {"HF_HUB_OFFLINE": "", "LEXGLUE_PATH": ""}
+
+
+def test_make_goes_offline_with_the_shared_copy_beside_the_repository(tmp_path):
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    shared = tmp_path / "shared" / "data" / "lex_glue"
+    shared.mkdir(parents=True)
+    exported = make_environment(repo)
+    assert exported["HF_HUB_OFFLINE"] == "1"
+    assert Path(exported["LEXGLUE_PATH"]).resolve() == shared.resolve()
+
+
+def test_make_goes_offline_with_lexglue_path(tmp_path):
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    exported = make_environment(repo, LEXGLUE_PATH="/Volumes/workspace/default/lexglue")
+    assert exported == {"HF_HUB_OFFLINE": "1", "LEXGLUE_PATH": "/Volumes/workspace/default/lexglue"}
+
+
+def test_make_keeps_offline_mode_the_user_asked_for(tmp_path):
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    assert make_environment(repo, HF_HUB_OFFLINE="1") == {"HF_HUB_OFFLINE": "1", "LEXGLUE_PATH": ""}

@@ -35,7 +35,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The checks never touch the learner's store: pytest makes its own, and the notebooks re-run
+# by nbval log to a scratch store that is deleted afterwards.
 test: lint
 	$(PYTHON) -m pytest tests
-	$(PYTHON) -m pytest --nbval notebooks --nbval-sanitize-with nbval_sanitize.cfg \
-		--nbval-current-env -p no:cacheprovider
+	scratch=$$(mktemp -d) && \
+	MLFLOW_TRACKING_URI=sqlite:///$$scratch/mlflow.db $(PYTHON) -m pytest --nbval notebooks \
+		--nbval-sanitize-with nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider; \
+	status=$$?; rm -rf $$scratch; exit $$status

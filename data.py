@@ -191,6 +191,29 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             yield batches[batch_index].tolist()
 
 
+class LengthSortedBatchSampler(Sampler[list[int]]):
+    """Batches of clauses sorted by length, for evaluation: a batch of short clauses is not
+    padded to the length of a long one. `order` holds the rows in the order they come out, so
+    predictions can be put back in file order (`restore_order`)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
+        self.order = np.argsort(np.asarray(lengths), kind="stable")
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(0, len(self.order), self.batch_size):
+            yield self.order[start : start + self.batch_size].tolist()
+
+    def restore_order(self, outputs: np.ndarray) -> np.ndarray:
+        """Rows of `outputs` (in the order batches came out) back in file order."""
+        restored = np.empty_like(outputs)
+        restored[self.order] = outputs
+        return restored
+
+
 class LexGlueDataModule(pl.LightningDataModule):
     """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier.
 
@@ -316,10 +339,13 @@ class LexGlueDataModule(pl.LightningDataModule):
         )
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Batches in file order, so predictions line up with `self.texts[split]`."""
+        """Length-sorted batches, about twice as fast as file order on CPU; the epoch metrics
+        do not depend on the order, and `batch_sampler.restore_order` puts predictions back in
+        line with `self.texts[split]`."""
+        data = self.split(split)
         return DataLoader(
-            self.split(split),
-            batch_size=self.batch_size * 2,
+            data,
+            batch_sampler=LengthSortedBatchSampler(data.lengths(), self.batch_size * 2),
             collate_fn=self.collate,
             num_workers=self.num_workers,
         )

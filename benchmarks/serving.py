@@ -15,7 +15,8 @@ import time
 import mlflow
 import pandas as pd
 
-from custom_module.serving import MODEL_NAME, champion_uri, post, served
+from custom_module.platforms import registered_model_name
+from custom_module.serving import champion_uri, post, served
 from custom_module.tracking import configure_tracking
 from data import load_unfair_tos
 
@@ -24,14 +25,14 @@ BATCH = 256
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default=MODEL_NAME, help="registered model name")
+    parser.add_argument("--name", help="registered model name; default: the tutorial's")
     parser.add_argument("--requests", type=int, default=50, help="single-clause REST requests")
     parser.add_argument("--batches", type=int, default=4, help="in-process batches of 256")
     parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
     args = parser.parse_args()
     configure_tracking()
     clauses = list(load_unfair_tos(args.data_path)["test"]["text"])
-    uri = champion_uri(args.name)
+    uri = champion_uri(registered_model_name(args.name))
 
     model = mlflow.pyfunc.load_model(uri)
     model.predict(pd.DataFrame({"text": clauses[:8]}))  # warm-up

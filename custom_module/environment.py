@@ -22,6 +22,8 @@ IGNORED_WARNINGS = (
     "IProgress not found",  # tqdm without ipywidgets
     ".*is_gradient_checkpointing.*",  # peft calling a deprecated transformers name
     ".*LeafSpec.*",  # Lightning calling a deprecated torch name
+    # Lightning cannot tell that LengthSortedBatchSampler returns every row; it does (tested).
+    "You are using a custom batch sampler",
 )
 
 

@@ -31,12 +31,13 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
 )
+from torch.utils.data import DataLoader
 
 from custom_module.checkpoints import load_epoch, logged_epochs, tagged_best_epoch
 from custom_module.config import TrainConfig, run_config
 from custom_module.module import TransformerModule
 from custom_module.tracking import find_run, get_run
-from data import LABEL_NAMES, LexGlueDataModule
+from data import LABEL_NAMES, LengthSortedBatchSampler, LexGlueDataModule
 
 EVAL_SPLITS = ("validation", "test")
 DEFAULT_THRESHOLD = 0.5
@@ -91,8 +92,9 @@ class EvaluationReport:
         return report
 
 
-def predict(module: TransformerModule, dataloader) -> np.ndarray:
-    """Probabilities, (clauses, num_labels), in the dataloader's order."""
+def predict(module: TransformerModule, dataloader: DataLoader) -> np.ndarray:
+    """Probabilities, (clauses, num_labels), in the order of the dataloader's rows (file order,
+    also for the data module's length-sorted evaluation batches)."""
     trainer = pl.Trainer(
         accelerator="auto",
         devices=1,
@@ -100,7 +102,10 @@ def predict(module: TransformerModule, dataloader) -> np.ndarray:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    return np.concatenate([batch.numpy() for batch in trainer.predict(module, dataloader)])
+    outputs = np.concatenate([batch.numpy() for batch in trainer.predict(module, dataloader)])
+    if isinstance(dataloader.batch_sampler, LengthSortedBatchSampler):
+        return dataloader.batch_sampler.restore_order(outputs)
+    return outputs
 
 
 def predict_splits(

@@ -176,7 +176,9 @@ class DataSource:
     def describe(self) -> str:
         """One line for a notebook: what will be read, and whether the hub is involved."""
         if self.local:
-            return f"UNFAIR-ToS from the local copy {self.location} ({self.origin}); no hub needed."
+            # The folder's name only: a notebook's output should not carry machine paths.
+            folder = Path(self.location).name
+            return f"UNFAIR-ToS from a local copy ({self.origin}: .../{folder}); no hub needed."
         if self.offline:
             return (
                 f"UNFAIR-ToS from the hub cache only ({LEXGLUE_HUB_ID}, HF_HUB_OFFLINE is on); "

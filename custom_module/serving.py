@@ -40,7 +40,6 @@ from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
 from data import LABEL_NAMES
 
-MODEL_NAME = "lexglue-unfair-tos-classifier"
 CHAMPION = "champion"
 # MLflow's default (60 s) is too short for a 5,000-clause request on a 2-core CPU (~40 s idle).
 REQUEST_TIMEOUT_SECONDS = 300
@@ -144,7 +143,7 @@ def should_promote(run_id: str, registered_name: str) -> tuple[bool, str]:
     )
 
 
-def champion_uri(registered_name: str = MODEL_NAME) -> str:
+def champion_uri(registered_name: str) -> str:
     return f"models:/{registered_name}@{CHAMPION}"
 
 

@@ -17,6 +17,7 @@ import mlflow
 from mlflow.entities import Run
 
 from custom_module.config import CONFIG_ARTIFACT
+from custom_module.platforms import experiment_path, platform_tracking_uri
 
 if TYPE_CHECKING:
     from custom_module.config import TrainConfig
@@ -28,18 +29,28 @@ SQLITE_PREFIX = "sqlite:///"
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """The argument, else `MLFLOW_TRACKING_URI`, else the sqlite file at the repository root."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
+    """The argument, else `MLFLOW_TRACKING_URI`, else the workspace inside Databricks, else the
+    sqlite file at the repository root."""
+    return (
+        uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or platform_tracking_uri()
+        or f"sqlite:///{DEFAULT_STORE}"
+    )
 
 
 def configure_tracking(experiment_name: str | None = None, uri: str | None = None) -> str | None:
     """Point MLflow at the tutorial's store (see `tracking_uri`); create the experiment there
     if it is new, with its artifacts beside the store (see `artifact_root`).
 
-    Returns the experiment name to pass to `mlflow.set_experiment`.
+    Returns the experiment name to pass to `mlflow.set_experiment`: on Databricks a plain name
+    becomes `/Users/<you>/<name>` (see `platforms.experiment_path`).
     """
     mlflow.set_tracking_uri(tracking_uri(uri))
-    if experiment_name and mlflow.get_experiment_by_name(experiment_name) is None:
+    if not experiment_name:
+        return None
+    experiment_name = experiment_path(experiment_name, mlflow.get_tracking_uri())
+    if mlflow.get_experiment_by_name(experiment_name) is None:
         location = artifact_root(mlflow.get_tracking_uri())
         mlflow.create_experiment(experiment_name, artifact_location=location)
     return experiment_name
@@ -66,6 +77,7 @@ def find_run(run_id: str | None, experiment_name: str) -> Run:
 
 def latest_finished_run(experiment_name: str) -> Run:
     """The most recent run of the experiment that finished."""
+    experiment_name = experiment_path(experiment_name, mlflow.get_tracking_uri())
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise LookupError(

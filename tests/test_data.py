@@ -37,6 +37,16 @@ def test_validation_dataloader_yields_all_2275_rows(datamodule):
     assert labels.sum() == 230  # unfair validation clauses, as in PROVENANCE.md
 
 
+def test_evaluation_batches_are_length_sorted_and_restore_file_order(datamodule):
+    loader = datamodule.eval_dataloader("validation")
+    batches = list(loader)
+    widths = [batch["input_ids"].shape[1] for batch in batches]
+    assert widths == sorted(widths)  # each batch pads to about its own clauses' length
+    rows = np.concatenate([batch["labels"].numpy() for batch in batches])
+    restored = loader.batch_sampler.restore_order(rows)
+    assert np.array_equal(restored, datamodule.split("validation").targets)
+
+
 def test_binary_target_is_one_when_any_category_is_present():
     assert to_targets([[], [3], [0, 6]], "binary").ravel().tolist() == [0, 1, 1]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from custom_module.notebooks import (
     parse_value,
     run_notebook,
 )
+
+REFRESH_STORE = NOTEBOOK_DIR.parent / "output" / "refresh"
 
 
 def select_notebooks(prefixes: list[str] | None) -> list[str]:
@@ -65,27 +67,30 @@ def run_tutorial(output_dir: Path, notebooks: list[str], parameters: dict) -> li
     return outputs
 
 
-def refresh_committed_notebooks() -> None:
-    """Re-execute the notebooks in `notebooks/` in place, with their default parameters, against
-    a fresh MLflow store.
+def refresh_committed_notebooks(notebooks: list[str]) -> None:
+    """Re-execute notebooks in `notebooks/` in place, with their default parameters.
 
     For maintainers: this is how the committed outputs are made (a real default-preset run),
-    without papermill's metadata and injected cells, so nbval can check them in CI.
+    without papermill's metadata and injected cells, so nbval can check them in CI. They log to
+    their own store, `output/refresh/`: emptied when all four are refreshed, so the committed
+    outputs come from a fresh store, and kept otherwise, so that 03 and 04 can be refreshed
+    alone against the run 02 made.
     """
-    with tempfile.TemporaryDirectory() as store:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
-        for name in NOTEBOOKS:
-            print(f"refreshing {name} ...", flush=True)
-            path = NOTEBOOK_DIR / name
-            notebook = nbformat.read(path, as_version=4)
-            resources = {"metadata": {"path": str(NOTEBOOK_DIR)}}
-            start = time.perf_counter()
-            client = NotebookClient(
-                notebook, timeout=None, record_timing=False, resources=resources
-            )
-            client.execute()
-            nbformat.write(notebook, path)
-            print(f"refreshed {name} in {time.perf_counter() - start:.0f} s", flush=True)
+    store = REFRESH_STORE
+    if list(notebooks) == list(NOTEBOOKS):
+        shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    for name in notebooks:
+        print(f"refreshing {name} ...", flush=True)
+        path = NOTEBOOK_DIR / name
+        notebook = nbformat.read(path, as_version=4)
+        resources = {"metadata": {"path": str(NOTEBOOK_DIR)}}
+        start = time.perf_counter()
+        client = NotebookClient(notebook, timeout=None, record_timing=False, resources=resources)
+        client.execute()
+        nbformat.write(notebook, path)
+        print(f"refreshed {name} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -112,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.in_place:
-        refresh_committed_notebooks()
+        refresh_committed_notebooks(select_notebooks(args.notebook))
         return
     parameters = {name: parse_value(value) for name, value in args.parameter}
     if args.preset:

@@ -104,3 +104,12 @@ def test_importing_the_package_imports_no_heavy_library():
 @pytest.mark.parametrize("module", ["custom_module.evaluation", "custom_module.serving"])
 def test_evaluation_and_serving_do_not_import_the_training_code(module):
     assert "custom_module.train" not in imported_after(f"import {module}")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_setup_cell_acts_on_colab_and_databricks_only(name):
+    notebook = json.loads((NOTEBOOK_DIR / name).read_text())
+    setup = "".join(next(c for c in notebook["cells"] if c["cell_type"] == "code")["source"])
+    assert 'if "COLAB_RELEASE_TAG" in os.environ' in setup  # platforms.on_colab's signal
+    assert 'if "DATABRICKS_RUNTIME_VERSION" in os.environ' in setup
+    assert "git clone" in setup and "sys.path.insert" in setup

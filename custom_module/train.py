@@ -12,10 +12,16 @@ MLflow autologging and train, exactly as a reader runs them. The executed notebo
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from custom_module.notebooks import declared_parameters, parse_value, run_notebook
+from custom_module.notebooks import (
+    NotebookFailed,
+    declared_parameters,
+    parse_value,
+    run_notebook,
+)
 from custom_module.results import read_results
 
 TRAINING_NOTEBOOK = "02_peft_training.ipynb"
@@ -67,7 +73,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     output, parameters = parse_args(argv)
-    run_id = train(output, log_output=True, **parameters)
+    try:
+        run_id = train(output, log_output=True, **parameters)
+    except NotebookFailed as error:  # e.g. an unknown preset, or a run that cannot resume
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     print(f"executed notebook: {output}")
     print(f"run_id: {run_id}")
 

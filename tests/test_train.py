@@ -135,3 +135,16 @@ def test_cli_and_notebook_log_the_same_names_tags_and_checkpoint_layout(
     # The same config gives the same parameter values, seed included.
     params = [mlflow.get_run(r).data.params for r in (cli_run_id, smoke_training["run_id"])]
     assert params[0] == params[1]
+
+
+def test_cli_says_why_a_run_cannot_resume_and_exits_1(smoke_run_id, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "custom_module.train", "--resume", smoke_run_id]
+        + ["--output", str(tmp_path / "02.ipynb")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "02_peft_training.ipynb failed in cell" in result.stderr
+    assert "already finished; there is nothing to resume" in result.stderr

@@ -25,13 +25,11 @@ import pytorch_lightning as pl
 import torch
 from transformers import RobertaConfig, RobertaModel
 
-from custom_module.checkpoints import MONITOR, logged_epochs
+from custom_module.checkpoints import MONITOR, checkpoint_paths, logged_epochs
 from custom_module.config import mixed_precision_for_device, preset
 from custom_module.model_source import bundled_minilm_path
 from custom_module.module import TransformerModule
 from data import LexGlueDataModule
-
-LATEST_CHECKPOINT_TAG = "mlflow.latest_checkpoint_artifact"
 
 
 def random_roberta_base(folder: Path) -> str:
@@ -139,7 +137,7 @@ def run_check(limit: int | None, data_path: str | None, tmp: Path) -> None:
     print(f"peak GPU memory: {peak:.2f} GiB allocated (training and validation)")
 
     run_id = run.info.run_id
-    artifact = mlflow.get_run(run_id).data.tags[LATEST_CHECKPOINT_TAG]
+    artifact = checkpoint_paths(run_id)[0]
     checkpoint = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=artifact, dst_path=str(tmp / "download")
     )

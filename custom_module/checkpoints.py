@@ -13,20 +13,32 @@ from custom_module.module import TransformerModule
 from custom_module.tracking import get_run
 
 BEST_EPOCH_TAG = "best_epoch"
-# Autolog's record of the newest checkpoint artifact of a run.
-LATEST_CHECKPOINT_TAG = "mlflow.latest_checkpoint_artifact"
 MONITOR = "Val_F1_Score"
+
+
+def checkpoint_paths(run_id: str) -> dict[int, str]:
+    """Epoch -> artifact path of its checkpoint file, ascending, for every epoch whose
+    checkpoint was logged; LookupError for an unknown run.
+
+    Autolog tags a checkpoint as the latest *before* it uploads the file, so a run that died at
+    that moment has a tag (and a metrics file) pointing at nothing: only the file counts here.
+    """
+    get_run(run_id)
+    client = mlflow.MlflowClient()
+    paths = {}
+    for folder in client.list_artifacts(run_id, "checkpoints"):
+        name = folder.path.rsplit("/", 1)[-1]
+        if folder.is_dir and name.startswith("epoch_"):
+            files = [f.path for f in client.list_artifacts(run_id, folder.path)]
+            checkpoints = [path for path in files if path.endswith(".pth")]
+            if checkpoints:
+                paths[int(name.removeprefix("epoch_"))] = checkpoints[0]
+    return dict(sorted(paths.items()))
 
 
 def logged_epochs(run_id: str) -> list[int]:
     """Epochs with a checkpoint in the run, ascending; LookupError for an unknown run."""
-    get_run(run_id)
-    folders = mlflow.MlflowClient().list_artifacts(run_id, "checkpoints")
-    return sorted(
-        int(item.path.rsplit("_", 1)[1])
-        for item in folders
-        if item.is_dir and item.path.rsplit("/", 1)[-1].startswith("epoch_")
-    )
+    return list(checkpoint_paths(run_id))
 
 
 def load_epoch(run_id: str, epoch: int) -> TransformerModule:
@@ -80,14 +92,15 @@ def tagged_best_epoch(run_id: str) -> int:
 def download_latest_checkpoint(run_id: str, folder: str) -> str:
     """The last checkpoint a run logged before it stopped, downloaded into `folder`, to resume.
 
-    ValueError for a run that finished, LookupError for one that died before its first epoch.
+    ValueError for a run that finished, LookupError for one that died before its first
+    checkpoint was logged.
     """
     run = get_run(run_id)
     if run.info.status == "FINISHED":
         raise ValueError(f"Run {run_id} already finished; there is nothing to resume.")
-    checkpoint = run.data.tags.get(LATEST_CHECKPOINT_TAG)
-    if checkpoint is None:
+    paths = checkpoint_paths(run_id)
+    if not paths:
         raise LookupError(
             f"Run {run_id} logged no checkpoint before it stopped; start a new run instead."
         )
-    return mlflow.MlflowClient().download_artifacts(run_id, checkpoint, folder)
+    return mlflow.MlflowClient().download_artifacts(run_id, paths[max(paths)], folder)

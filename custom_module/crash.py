@@ -18,12 +18,12 @@ from pathlib import Path
 import mlflow
 import psutil
 
-from custom_module.checkpoints import LATEST_CHECKPOINT_TAG
+from custom_module.checkpoints import logged_epochs
 
 
 def first_checkpointed_run(experiment_name: str, started_after_ms: int) -> str | None:
     """A run of the experiment that started after `started_after_ms`, is still running and has
-    logged a checkpoint; None while there is none."""
+    logged a checkpoint file; None while there is none."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
@@ -34,7 +34,7 @@ def first_checkpointed_run(experiment_name: str, started_after_ms: int) -> str |
         ),
         output_format="list",
     )
-    return next((r.info.run_id for r in runs if LATEST_CHECKPOINT_TAG in r.data.tags), None)
+    return next((r.info.run_id for r in runs if logged_epochs(r.info.run_id)), None)
 
 
 def kill_tree(process: subprocess.Popen) -> None:

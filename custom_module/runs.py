@@ -7,6 +7,8 @@ import mlflow
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from custom_module.checkpoints import logged_epochs
+
 EPOCH_METRICS = (
     "Train_Loss",
     "Val_Loss",
@@ -38,26 +40,13 @@ def epoch_table(run_id: str, names: tuple[str, ...] = EPOCH_METRICS) -> pd.DataF
     return table
 
 
-def checkpoint_artifacts(run_id: str) -> list[str]:
-    """Artifact paths of the per-epoch checkpoints of a run, in epoch order."""
-    client = mlflow.MlflowClient()
-    folders = [item.path for item in client.list_artifacts(run_id, "checkpoints") if item.is_dir]
-    folders.sort(key=lambda path: int(path.rsplit("_", 1)[1]))
-    return [
-        item.path
-        for folder in folders
-        for item in client.list_artifacts(run_id, folder)
-        if item.path.endswith(".pth")
-    ]
-
-
 def logged_summary(run_id: str) -> pd.Series:
     """What a run holds, counted: checkpoints, system metrics, parameters, tags."""
     run = mlflow.get_run(run_id)
     return pd.Series(
         {
             "status": run.info.status,
-            "epochs checkpointed": len(checkpoint_artifacts(run_id)),
+            "epochs checkpointed": len(logged_epochs(run_id)),
             "system metrics": sum(name.startswith("system/") for name in run.data.metrics),
             "model metrics": sum(not name.startswith("system/") for name in run.data.metrics),
             "parameters": len(run.data.params),

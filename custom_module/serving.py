@@ -135,7 +135,9 @@ def should_promote(run_id: str, registered_name: str) -> tuple[bool, str]:
             else "the new model was trained on a sample and the champion on all the data"
         )
     new = logged_report(run_id)["validation"]["f1"]
-    old = logged_report(champion.run_id)["validation"]["f1"]
+    old = logged_report(champion.run_id).get("validation", {}).get("f1")
+    if old is None:  # evaluated before reports held validation scores
+        return True, f"the champion (version {champion.version}) has no validation F1 to compare"
     verdict = "beats" if new > old else "does not beat"
     return new > old, (
         f"its validation F1 {new:.4f} {verdict} the champion's {old:.4f} "

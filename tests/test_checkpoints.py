@@ -51,3 +51,15 @@ def test_best_epoch_is_tagged_and_has_the_highest_validation_f1(smoke_run_id, sm
 def test_a_finished_run_cannot_be_resumed(smoke_run_id, tmp_path):
     with pytest.raises(ValueError, match="already finished"):
         download_latest_checkpoint(smoke_run_id, str(tmp_path))
+
+
+def test_a_checkpoint_tagged_but_never_uploaded_does_not_count(tracking_store, tmp_path):
+    # Autolog sets the tag and logs the metrics file before it uploads the checkpoint: a process
+    # killed in between leaves both, and no checkpoint.
+    run = mlflow.start_run(run_name="killed-while-uploading")
+    mlflow.set_tag("mlflow.latest_checkpoint_artifact", "checkpoints/epoch_0/checkpoint.pth")
+    mlflow.log_dict({"epoch": 0}, "checkpoints/epoch_0/checkpoint_metrics.json")
+    mlflow.end_run(status="KILLED")
+    assert logged_epochs(run.info.run_id) == []
+    with pytest.raises(LookupError, match="logged no checkpoint"):
+        download_latest_checkpoint(run.info.run_id, str(tmp_path))

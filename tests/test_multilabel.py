@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from custom_module.evaluation import evaluate_run, log_evaluation
-from custom_module.serving import PYFUNC_FILE, export_artifacts, signature
+from custom_module.serving import INPUT_EXAMPLE, PYFUNC_FILE, export_artifacts, signature
 from custom_module.train import train
 from data import LABEL_NAMES
 
@@ -44,6 +44,7 @@ def test_pyfunc_names_the_categories_above_the_threshold(report, tmp_path):
         python_model=str(PYFUNC_FILE),
         artifacts=artifacts,
         signature=signature("multilabel"),
+        input_example=INPUT_EXAMPLE,
     )
     model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
     clauses = ["we may terminate your account at any time .", "you can contact support ."]

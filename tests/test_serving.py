@@ -89,6 +89,19 @@ def test_a_sampled_run_never_displaces_a_full_data_champion(logged, smoke_run_id
     assert not promote and "trained on a sample" in reason
 
 
+def test_between_equals_the_higher_validation_f1_wins(logged, smoke_run_id, monkeypatch):
+    full = run_config(smoke_run_id).replace(sample_size=None)
+    monkeypatch.setattr("custom_module.serving.run_config", lambda run_id: full)
+    scores = {smoke_run_id: {"validation": {"f1": 0.70}}}
+    monkeypatch.setattr("custom_module.serving.logged_report", lambda run_id: scores[run_id])
+    for challenger, expected in ((0.69, False), (0.70, False), (0.71, True)):
+        scores["1" * 32] = {"validation": {"f1": challenger}}
+        assert should_promote("1" * 32, REGISTERED_NAME)[0] is expected, challenger
+    scores[smoke_run_id] = {}  # a champion evaluated before reports held validation scores
+    promote, reason = should_promote("1" * 32, REGISTERED_NAME)
+    assert promote and "no validation F1" in reason
+
+
 def test_logged_model_has_signature_example_and_portable_requirements(pyfunc):
     metadata = pyfunc.metadata
     assert [t.name for t in metadata.get_input_schema().input_types()] == ["string"]

@@ -136,5 +136,6 @@ def run_config(run_id: str) -> TrainConfig:
             f"Run {run_id} has no {CONFIG_ARTIFACT}: it was not made by notebook 02 "
             "(or `python -m custom_module.train`), or it died before training started."
         ) from error
+    # A run logged before a field was dropped (`tracking_uri`, say) still loads.
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in fields.items() if k in known})

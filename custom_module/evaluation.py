@@ -72,9 +72,7 @@ class EvaluationReport:
     best_epoch: int
     threshold: float  # the served one: tuned on validation, or 0.5 (see `choose_threshold`)
     tuned_threshold: float  # the best F1 threshold on all of validation
-    threshold_folds: list[
-        dict
-    ]  # per validation block: F1 at 0.5 and at a threshold tuned elsewhere
+    threshold_folds: list[dict]  # per validation block: F1 at 0.5 and tuned on the others
     epochs: list[dict]  # per epoch: validation and test F1 at 0.5, validation PR-AUC
     validation: dict  # precision, recall, F1, PR-AUC at `threshold`: how champions are compared
     test: dict  # precision, recall, F1, PR-AUC, confusion matrix at `threshold`
@@ -192,8 +190,10 @@ def threshold_folds(
     return table
 
 
-def choose_threshold(truth: np.ndarray, prob_unfair: np.ndarray) -> tuple[float, pd.DataFrame]:
-    """The threshold to serve, and the per-block evidence for it.
+def choose_threshold(
+    truth: np.ndarray, prob_unfair: np.ndarray
+) -> tuple[float, float, pd.DataFrame]:
+    """The threshold to serve, the one tuned on all of validation, and the per-block evidence.
 
     The threshold tuned on all of validation is served only if tuning on the other blocks beat
     0.5 on *every* held-out block; otherwise 0.5 stays. A threshold tuned on ten documents often
@@ -201,9 +201,8 @@ def choose_threshold(truth: np.ndarray, prob_unfair: np.ndarray) -> tuple[float,
     do not repeat.
     """
     folds = threshold_folds(truth, prob_unfair)
-    if folds["tuning_helps"].all():
-        return tune_threshold(truth, prob_unfair), folds
-    return DEFAULT_THRESHOLD, folds
+    tuned = tune_threshold(truth, prob_unfair)
+    return (tuned if folds["tuning_helps"].all() else DEFAULT_THRESHOLD), tuned, folds
 
 
 def recall_per_category(predictions: SplitPredictions, threshold: float) -> dict[str, float]:
@@ -244,8 +243,7 @@ def evaluate_run(run_id: str) -> EvaluationReport:
     chosen = tagged_best_epoch(run_id)
     predictions = per_epoch[chosen]
     validation, test = predictions["validation"], predictions["test"]
-    threshold, folds = choose_threshold(validation.is_unfair, validation.prob_unfair)
-    tuned = tune_threshold(validation.is_unfair, validation.prob_unfair)
+    threshold, tuned, folds = choose_threshold(validation.is_unfair, validation.prob_unfair)
     return EvaluationReport(
         run_id=run_id,
         task=config.task,

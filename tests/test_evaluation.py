@@ -72,9 +72,9 @@ def separable_blocks(noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 def test_a_tuned_threshold_that_helps_on_every_held_out_block_is_served():
     truth, scores = separable_blocks(noise=0.02)  # every unfair clause scores ~0.35, below 0.5
-    threshold, folds = choose_threshold(truth, scores)
+    threshold, tuned, folds = choose_threshold(truth, scores)
     assert folds["tuning_helps"].all() and len(folds) == 5
-    assert threshold == pytest.approx(tune_threshold(truth, scores))
+    assert threshold == tuned == pytest.approx(tune_threshold(truth, scores))
     assert folds["clauses"].sum() == len(truth)
 
 
@@ -82,7 +82,7 @@ def test_threshold_stays_at_one_half_unless_tuning_helps_on_every_block():
     truth = np.tile([1, 0, 0, 0, 0], 100)
     scores = np.where(truth == 1, 0.9, 0.1)  # perfectly ranked and calibrated: 0.5 is optimal
     scores[:100] = np.where(truth[:100] == 1, 0.45, 0.1)  # one block's quirk: low scores
-    threshold, folds = choose_threshold(truth, scores)
+    threshold, tuned, folds = choose_threshold(truth, scores)
     assert not folds["tuning_helps"].all()
     assert threshold == 0.5
 

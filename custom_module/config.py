@@ -1,8 +1,9 @@
 """`TrainConfig`, its named presets, and reading back the config a run was trained with.
 
 A preset is a documented `TrainConfig` instance, not a branch in the training code: `smoke` proves
-the pipeline works in seconds, `cpu` is the offline default that reaches a real result in
-minutes on a laptop, `gpu` is the blog's roberta-base setup for a CUDA card.
+the pipeline works in seconds, `workshop` learns something real in about a minute and a half (for
+exercises and sweeps), `cpu` is the offline default that reaches a real result in minutes on a
+laptop, `gpu` is the blog's roberta-base setup for a CUDA card.
 
 This module is the one home of every default: `TransformerModule` and `LexGlueDataModule` take
 theirs from `TrainConfig`. It imports neither torch nor MLflow until a function needs them, so
@@ -77,6 +78,17 @@ PRESETS: dict[str, TrainConfig] = {
         max_epochs=2,
         max_time_minutes=5.0,
         system_metrics_interval_seconds=1.0,
+    ),
+    # Exercises and sweeps: a balanced 600-clause sample of each split, 3 epochs at twice the
+    # learning rate. ~75 s of training on 2 cores; validation F1 ~0.8 where flagging every clause
+    # scores 0.55 (the README's table). Everything else works as in the full run.
+    "workshop": TrainConfig(
+        preset="workshop",
+        sample_size=600,
+        max_epochs=3,
+        max_time_minutes=5.0,
+        learning_rate=2e-3,
+        system_metrics_interval_seconds=2.0,
     ),
     # The offline default: bundled MiniLM, every row, up to 4 epochs (~2 min each on 2 cores).
     "cpu": TrainConfig(),

@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("output"), help="executed notebooks")
     parser.add_argument("--notebook", action="append", help="run only these (e.g. 02); repeatable")
-    parser.add_argument("--preset", help="the preset_name parameter: smoke, cpu, gpu or auto")
+    parser.add_argument("--preset", help="preset_name: smoke, workshop, cpu, gpu or auto")
     parser.add_argument("--data-path", help="the data_path parameter (or LEXGLUE_PATH)")
     parser.add_argument(
         "-p",

@@ -1,0 +1,23 @@
+"""The TF-IDF baseline meets a sampled LoRA run on the same clauses."""
+
+from __future__ import annotations
+
+from custom_module import baseline
+from custom_module.model_source import MINILM, resolve_model_path
+from data import LexGlueDataModule, load_unfair_tos
+
+
+def test_a_sampled_baseline_trains_and_tests_on_the_data_modules_sample():
+    dataset = load_unfair_tos(None)
+    datamodule = LexGlueDataModule(resolve_model_path(MINILM), sample_size=64, seed=7)
+    datamodule.setup()
+    for split in ("train", "test"):
+        texts, targets = baseline.split_texts_and_targets(dataset, split, 64, 7)
+        assert texts == datamodule.texts[split]
+        assert targets.tolist() == datamodule.split(split).targets.ravel().tolist()
+
+
+def test_without_a_sample_the_baseline_sees_every_clause():
+    dataset = load_unfair_tos(None)
+    texts, targets = baseline.split_texts_and_targets(dataset, "test", None, 7)
+    assert len(texts) == len(targets) == 1607

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
@@ -53,6 +55,43 @@ def logged_summary(run_id: str) -> pd.Series:
             "best_epoch tag": run.data.tags.get("best_epoch", "missing"),
         }
     )
+
+
+TENSORBOARD_ARTIFACTS = "tensorboard"
+
+
+def tensorboard_scalars(run_id: str) -> pd.DataFrame:
+    """The scalars in a run's TensorBoard event files, each checked against MLflow's copy.
+
+    One row per TensorBoard tag: whether the run holds an MLflow metric of that name with the
+    same values in the same order ("same values"), other values, or none ("not in MLflow", like
+    Lightning's `epoch` counter). The tests read it to prove the logger adds files, not metrics.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    client = mlflow.MlflowClient()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=TENSORBOARD_ARTIFACTS, dst_path=scratch
+        )
+        events = EventAccumulator(folder)
+        events.Reload()
+    rows = {}
+    for tag in sorted(events.Tags()["scalars"]):
+        values = [event.value for event in events.Scalars(tag)]
+        history = client.get_metric_history(run_id, tag)
+        logged = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+        if not logged:
+            rows[tag] = "not in MLflow"
+        elif len(logged) == len(values) and all(
+            abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(values, logged, strict=True)
+        ):
+            rows[tag] = "same values"
+        else:
+            rows[tag] = "different values"
+    table = pd.Series(rows, name="MLflow metric").to_frame()
+    table.index.name = "TensorBoard scalar"
+    return table
 
 
 def describe_epochs(table: pd.DataFrame, best_epoch: int) -> str:

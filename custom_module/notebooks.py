@@ -22,6 +22,7 @@ NOTEBOOKS = (
     "02_peft_training.ipynb",
     "03_checkpoint_evaluation.ipynb",
     "04_pyfunc_serving.ipynb",
+    "05_workshop_sweep_and_resume.ipynb",
 )
 
 
@@ -42,16 +43,20 @@ def check_parameters(name: str, parameters: dict) -> None:
         raise ValueError(f"{name} has no parameter(s) {unknown}; it takes {sorted(declared)}.")
 
 
-def parse_value(text: str) -> str | int | float | bool | None:
-    """A command-line value as the Python scalar it spells (`3`, `0.5`, `None`, `True`),
-    else the text itself. An MLflow run id (32 hex digits) stays text, even all digits."""
+def parse_value(text: str) -> str | int | float | bool | list | None:
+    """A command-line value as the Python value it spells (`3`, `0.5`, `None`, `True`, a list
+    of those such as `[2, 8]`), else the text itself. An MLflow run id (32 hex digits) stays
+    text, even all digits."""
     if RUN_ID.fullmatch(text):
         return text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
-    return value if value is None or isinstance(value, (int, float, bool, str)) else text
+    scalars = (int, float, bool, str)
+    if isinstance(value, list) and all(isinstance(item, scalars) for item in value):
+        return value
+    return value if value is None or isinstance(value, scalars) else text
 
 
 def run_notebook(
@@ -72,6 +77,9 @@ def run_notebook(
             cwd=NOTEBOOK_DIR,
             progress_bar=False,
             log_output=log_output,
+            # ipykernel 7 warns on every start that its local TCP ports are unencrypted; that
+            # line would land in the output of any notebook that runs another (notebook 05).
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as error:
         raise NotebookFailed(

@@ -1,0 +1,89 @@
+"""Comparing the runs of a sweep: child runs filed under one parent run (notebook 05).
+
+Each child is an ordinary notebook-02 run with one setting changed; MLflow links it to the
+parent with the tag `mlflow.parentRunId`, which is how the UI nests them and how
+`child_runs` finds them again.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+from mlflow.entities import Run
+
+from custom_module.checkpoints import MONITOR, checkpoint_paths, tagged_best_epoch
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def child_runs(parent_run_id: str) -> list[Run]:
+    """The runs filed under `parent_run_id`, oldest first."""
+    parent = mlflow.get_run(parent_run_id)
+    return mlflow.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        output_format="list",
+    )
+
+
+def checkpoint_megabytes(run_id: str, epoch: int) -> float:
+    """Size of the run's checkpoint file of `epoch`, in MB."""
+    path = checkpoint_paths(run_id)[epoch]
+    folder = path.rsplit("/", 1)[0]
+    sizes = {f.path: f.file_size for f in mlflow.MlflowClient().list_artifacts(run_id, folder)}
+    return round(sizes[path] / 1e6, 2)
+
+
+def sweep_table(parent_run_id: str, parameter: str = "lora_r") -> pd.DataFrame:
+    """One row per child run: the swept value, its size, its best epoch and its scores."""
+    client = mlflow.MlflowClient()
+    rows = []
+    for run in child_runs(parent_run_id):
+        run_id = run.info.run_id
+        best_epoch = tagged_best_epoch(run_id)
+        validation = {m.step: m.value for m in client.get_metric_history(run_id, MONITOR)}
+        rows.append(
+            {
+                parameter: int(run.data.params[f"config.{parameter}"]),
+                "trainable params": int(run.data.params["trainable_params"]),
+                "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
+                "best epoch": best_epoch,
+                f"best {MONITOR}": round(validation[best_epoch], 3),
+                "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
+                "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
+                "run_id": run_id,
+            }
+        )
+    return pd.DataFrame(rows).set_index(parameter).sort_index()
+
+
+def plot_sweep(parent_run_id: str, parameter: str = "lora_r", metric: str = MONITOR) -> plt.Figure:
+    """`metric` over epochs, one line per child run, labelled with its swept value."""
+    client = mlflow.MlflowClient()
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    for run in child_runs(parent_run_id):
+        history = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
+        label = f"{parameter}={run.data.params[f'config.{parameter}']}"
+        axes.plot([m.step for m in history], [m.value for m in history], marker="o", label=label)
+    axes.set(xlabel="epoch (from 0)", ylabel=metric, title=f"{metric} per epoch, by {parameter}")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def describe_sweep(table: pd.DataFrame) -> str:
+    """Which setting won on validation, and by how much; true for any outcome."""
+    column = f"best {MONITOR}"
+    best, worst = table[column].idxmax(), table[column].idxmin()
+    parameter = table.index.name
+    spread = table[column].max() - table[column].min()
+    return (
+        f"{parameter}={best} reached the highest {MONITOR} ({table[column].max():.3f}) and "
+        f"{parameter}={worst} the lowest ({table[column].min():.3f}), a spread of {spread:.3f}; "
+        f"trainable parameters range from {table['trainable params'].min():,} to "
+        f"{table['trainable params'].max():,}."
+    )

@@ -15,7 +15,7 @@ import pytest
 import torch
 from run_layout import artifact_paths, logged_layout
 
-from custom_module import PRESETS, TransformerModule, preset
+from custom_module import PRESETS, TransformerModule, preset, runs
 from custom_module.notebooks import parse_value
 from custom_module.train import parse_args
 
@@ -50,6 +50,25 @@ def test_run_logs_module_hyperparameters_and_config(smoke_run_id, smoke_run):
     assert "learning_curves.png" in artifact_paths(smoke_run_id)
 
 
+def test_tensorboard_event_files_are_artifacts_and_add_no_mlflow_metric(smoke_run_id):
+    assert any(
+        path.startswith("tensorboard/events.out.tfevents")
+        for path in artifact_paths(smoke_run_id, "tensorboard")
+    )
+    scalars = runs.tensorboard_scalars(smoke_run_id)["MLflow metric"]
+    assert scalars["Val_F1_Score"] == "same values" and scalars["Test_F1_Score"] == "same values"
+    assert set(scalars.drop("epoch")) == {"same values"}
+    assert scalars["epoch"] == "not in MLflow"  # Lightning's counter stays in TensorBoard
+
+
+def test_no_mlflow_metric_is_logged_twice_for_one_epoch(smoke_run_id, smoke_run):
+    client = mlflow.MlflowClient()
+    for name in smoke_run.data.metrics:
+        if not name.startswith("system/"):
+            steps = [m.step for m in client.get_metric_history(smoke_run_id, name)]
+            assert len(steps) == len(set(steps)), name
+
+
 def test_load_checkpoint_of_epoch_0_gives_a_working_model(smoke_run_id):
     model = mlflow.pytorch.load_checkpoint(TransformerModule, smoke_run_id, epoch=0)
     model.eval()
@@ -70,6 +89,13 @@ def test_checkpoints_do_not_carry_the_frozen_encoder(smoke_run_id, tmp_path):
 def test_auto_preset_chooses_cpu_without_cuda_and_says_so(capsys):
     assert preset("auto").preset == "cpu"
     assert "chose 'cpu'" in capsys.readouterr().out
+
+
+def test_workshop_preset_is_a_short_sampled_run_of_the_same_model():
+    workshop, cpu = preset("workshop"), preset("cpu")
+    assert workshop.sample_size == 600 and workshop.max_epochs == 3
+    assert workshop.model_name == cpu.model_name
+    assert workshop.lora_target_modules == cpu.lora_target_modules
 
 
 def test_gpu_preset_is_roberta_base_with_mixed_precision():
@@ -104,8 +130,10 @@ def test_cli_options_are_the_notebooks_parameters():
 
 
 def test_cli_values_become_python_scalars():
-    values = ("3", "0.5", "None", "True", "cpu", "0" * 32, "12e4" + "0" * 28)
-    assert [parse_value(v) for v in values] == [3, 0.5, None, True, "cpu", *values[-2:]]
+    values = ("3", "0.5", "None", "True", "cpu", "[2, 8]", "0" * 32, "12e4" + "0" * 28)
+    parsed = [3, 0.5, None, True, "cpu", [2, 8], *values[-2:]]
+    assert [parse_value(v) for v in values] == parsed
+    assert parse_value("{'a': 1}") == "{'a': 1}"  # no dicts: a notebook parameter is plain
 
 
 def test_cli_rejects_an_option_the_notebook_does_not_take():

@@ -72,7 +72,7 @@ def refresh_committed_notebooks(notebooks: list[str]) -> None:
 
     For maintainers: this is how the committed outputs are made (a real default-preset run),
     without papermill's metadata and injected cells, so nbval can check them in CI. They log to
-    their own store, `output/refresh/`: emptied when all four are refreshed, so the committed
+    their own store, `output/refresh/`: emptied when all of them are refreshed, so the committed
     outputs come from a fresh store, and kept otherwise, so that 03 and 04 can be refreshed
     alone against the run 02 made.
     """

@@ -19,10 +19,10 @@ def test_every_notebook_in_the_folder_is_run_by_the_tutorial():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_parameters_cell_holds_commented_plain_scalars(name):
+def test_parameters_cell_holds_commented_plain_values(name):
     for parameter in papermill.inspect_notebook(str(NOTEBOOK_DIR / name)).values():
         assert parameter["help"], f"{parameter['name']} needs a one-line comment"
-        assert parameter["inferred_type_name"] in {"str", "int", "float", "bool", "None"}
+        assert parameter["inferred_type_name"] in {"str", "int", "float", "bool", "None", "list"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

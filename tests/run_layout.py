@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import mlflow
+
+# TensorBoard names its event files after the time, host and process that wrote them.
+EVENT_FILE = re.compile(r"events\.out\.tfevents\.\d+\..+\.\d+\.(\d+)$")
 
 
 def artifact_paths(run_id: str, path: str = "") -> list[str]:
@@ -20,5 +25,8 @@ def logged_layout(run_id: str) -> dict[str, list[str]]:
         "params": sorted(run.data.params),
         "metrics": sorted(run.data.metrics),
         "tags": sorted(tag for tag in run.data.tags if not tag.startswith("mlflow.")),
-        "artifacts": sorted(artifact_paths(run_id)),
+        "artifacts": sorted(
+            EVENT_FILE.sub(r"events.out.tfevents.TIME.HOST.PID.\1", path)
+            for path in artifact_paths(run_id)
+        ),
     }

@@ -6,13 +6,14 @@ import mlflow
 import pytest
 
 from custom_module import sweep
+from custom_module.tracking import configure_tracking
 
 
 @pytest.fixture(scope="module")
 def parent_run_id(tracking_store, tmp_path_factory) -> str:
     """A parent run with two children shaped like notebook 02's runs (params, per-epoch
     validation F1, the best_epoch tag, test F1, checkpoint files), and one unrelated run."""
-    mlflow.set_experiment("tests-sweep")
+    mlflow.set_experiment(configure_tracking("tests-sweep"))  # artifacts beside the store
     folder = tmp_path_factory.mktemp("checkpoint")
     with mlflow.start_run(run_name="sweep") as parent:
         pass

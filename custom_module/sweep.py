@@ -14,19 +14,24 @@ from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Run
 
 from custom_module.checkpoints import MONITOR, checkpoint_paths, tagged_best_epoch
+from custom_module.tracking import get_run
 
 PARENT_TAG = "mlflow.parentRunId"
 
 
 def child_runs(parent_run_id: str) -> list[Run]:
-    """The runs filed under `parent_run_id`, oldest first."""
-    parent = mlflow.get_run(parent_run_id)
-    return mlflow.search_runs(
+    """The runs filed under `parent_run_id`, oldest first; LookupError for an unknown run or
+    one without children."""
+    parent = get_run(parent_run_id)
+    children = mlflow.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
         order_by=["attributes.start_time ASC"],
         output_format="list",
     )
+    if not children:
+        raise LookupError(f"Run {parent_run_id} has no child runs: it is not a sweep's parent.")
+    return children
 
 
 def checkpoint_megabytes(run_id: str, epoch: int) -> float:

@@ -53,3 +53,11 @@ def test_plot_has_one_line_per_child(parent_run_id):
     lines = figure.axes[0].get_lines()
     assert [line.get_label() for line in lines] == ["lora_r=2", "lora_r=8"]
     assert list(lines[1].get_ydata()) == [0.62, 0.8, 0.81]
+
+
+def test_a_run_without_children_or_an_unknown_id_is_refused_clearly(parent_run_id):
+    child = sweep.child_runs(parent_run_id)[0].info.run_id
+    with pytest.raises(LookupError, match="has no child runs"):
+        sweep.sweep_table(child)
+    with pytest.raises(LookupError, match="No run"):
+        sweep.child_runs("0" * 32)

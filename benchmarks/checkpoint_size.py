@@ -74,13 +74,14 @@ def report(label: str, module: TransformerModule) -> None:
 
 
 def module_for(preset_name: str) -> TransformerModule:
-    """The preset's model with its LoRA settings."""
+    """The preset's model with its LoRA settings and head (`gpu`: the blog's [CLS] head)."""
     config = preset(preset_name)
     return TransformerModule(
         config.model_name,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_target_modules=config.lora_target_modules,
+        pooling=config.pooling,
     )
 
 

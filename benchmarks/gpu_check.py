@@ -107,6 +107,7 @@ def run_check(limit: int | None, data_path: str | None, tmp: Path) -> None:
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
             lora_target_modules=config.lora_target_modules,
+            pooling=config.pooling,
         )
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")

@@ -1,6 +1,9 @@
 """`TransformerModule`: a pretrained encoder with LoRA adapters, as a LightningModule.
 
-Only the LoRA matrices and the classification head train; the encoder stays frozen. Every
+Only the LoRA matrices and the classification head train; the encoder stays frozen. The head
+reads either the mean of the token vectors (`pooling="mean"`, how all-MiniLM-L6-v2 was trained
+to embed sentences) or the blog's `AutoModelForSequenceClassification` head on the first token
+(`pooling="cls"`). Every
 constructor argument is saved as a hyper-parameter, so `load_from_checkpoint` (and
 `mlflow.pytorch.load_checkpoint`) can rebuild the module from a checkpoint alone.
 """
@@ -28,7 +31,11 @@ from torchmetrics.classification import (
     MultilabelPrecision,
     MultilabelRecall,
 )
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    get_linear_schedule_with_warmup,
+)
 
 from custom_module.config import TrainConfig
 from custom_module.model_source import resolve_model_path
@@ -37,6 +44,13 @@ if TYPE_CHECKING:
     from data import LexGlueDataModule
 
 STAGE_PREFIX = {"fit": "Train_", "validate": "Val_", "test": "Test_"}
+POOLINGS = ("mean", "cls")
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The average of each clause's token vectors, padding excluded: (batch, hidden)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
@@ -66,7 +80,7 @@ def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
 
 
 class TransformerModule(pl.LightningModule):
-    """LoRA fine-tuning of `AutoModelForSequenceClassification` for UNFAIR-ToS.
+    """LoRA fine-tuning of a pretrained encoder for UNFAIR-ToS.
 
     `task="binary"` has one logit (unfair or not); `task="multilabel"` has one per category.
     Both train with a sigmoid cross-entropy; `pos_weight` (one value per logit, usually the
@@ -86,18 +100,31 @@ class TransformerModule(pl.LightningModule):
         lora_dropout: float = TrainConfig.lora_dropout,
         lora_target_modules: str | Sequence[str] = TrainConfig.lora_target_modules,
         pos_weight: Sequence[float] | None = None,
+        pooling: str = TrainConfig.pooling,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if task == "binary" and num_labels != 1:
             raise ValueError("The binary task has exactly one logit: use num_labels=1.")
-        base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(model_name), num_labels=num_labels
-        )
-        # SEQ_CLS also trains the new classification head in full ("classifier": one linear
-        # layer in BERT, dense + out_proj in RoBERTa): it starts random, nothing to adapt.
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+        if pooling == "cls":
+            base = AutoModelForSequenceClassification.from_pretrained(
+                resolve_model_path(model_name), num_labels=num_labels
+            )
+            # SEQ_CLS also trains the new classification head in full ("classifier": one
+            # linear layer in BERT, dense + out_proj in RoBERTa): it starts random.
+            task_type, self.head = TaskType.SEQ_CLS, None
+        else:
+            base = AutoModel.from_pretrained(
+                resolve_model_path(model_name), add_pooling_layer=False
+            )
+            # The head is ours, outside PEFT, and trains in full: dropout, then one linear layer.
+            task_type = TaskType.FEATURE_EXTRACTION
+            self.head_dropout = nn.Dropout(base.config.hidden_dropout_prob)
+            self.head = nn.Linear(base.config.hidden_size, num_labels)
         lora = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             r=lora_r,
             lora_alpha=lora_alpha,
             lora_dropout=lora_dropout,
@@ -136,11 +163,16 @@ class TransformerModule(pl.LightningModule):
             lora_dropout=config.lora_dropout,
             lora_target_modules=config.lora_target_modules,
             pos_weight=pos_weight,
+            pooling=config.pooling,
         )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits, shape (batch, num_labels)."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.head is None:  # the blog's head, inside the Hugging Face model
+            return output.logits
+        pooled = mean_pool(output.last_hidden_state, attention_mask)
+        return self.head(self.head_dropout(pooled))
 
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
@@ -191,7 +223,7 @@ class TransformerModule(pl.LightningModule):
 
     def checkpoint_state_keys(self) -> set[str]:
         """What a checkpoint must hold: the trainable weights, plus PEFT's frozen copy of the
-        head (`original_module`), which is freshly random for a new task and tiny."""
+        blog head (`original_module`), which is freshly random for a new task and tiny."""
         head_copies = {k for k in self.state_dict() if ".original_module." in k}
         return self.trainable_state_keys() | head_copies
 

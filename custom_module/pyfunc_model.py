@@ -3,8 +3,9 @@
 Logged as "models from code" (`mlflow.pyfunc.log_model(python_model=<this file>)`): MLflow
 stores this file with the model and runs it on load, so serving needs neither this repository
 nor pickled classes; only the pip requirements logged with it. It therefore imports nothing from
-`custom_module`. Its artifacts are a Hugging Face folder (tokenizer and the LoRA-merged
-classifier) and `settings.json` (threshold, max_length, task, category names).
+`custom_module`. Its artifacts are a Hugging Face folder (tokenizer and the LoRA-merged encoder;
+with mean pooling, the head's weights in `head.safetensors` beside it) and `settings.json`
+(threshold, max_length, task, pooling, category names).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 TEXT_COLUMN = "text"
 BATCH_SIZE = 64
+HEAD_FILE = "head.safetensors"  # the mean-pooling head: `weight` (labels x hidden), `bias`
 
 
 def clauses_from(model_input) -> list[str]:
@@ -64,7 +67,23 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
         folder = context.artifacts["classifier"]
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        if self.settings.get("pooling", "cls") == "cls":  # the blog's head, inside the model
+            self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+            self.head = None
+        else:
+            self.model = AutoModel.from_pretrained(folder, add_pooling_layer=False).eval()
+            weights = load_file(Path(folder) / HEAD_FILE)
+            self.head = torch.nn.Linear(*reversed(weights["weight"].shape))
+            self.head.load_state_dict(weights)
+
+    def logits(self, encoded: dict) -> torch.Tensor:
+        """(batch, num_labels): the blog's head, or the mean of the token vectors, then the head."""
+        output = self.model(**encoded)
+        if self.head is None:
+            return output.logits
+        mask = encoded["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
+        pooled = (output.last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
 
     @torch.inference_mode()
     def probabilities(self, clauses: list[str]) -> np.ndarray:
@@ -74,7 +93,10 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
         its own longest clause; any request size fits in memory.
         """
         by_length = np.argsort([len(clause) for clause in clauses], kind="stable")
-        probabilities = np.zeros((len(clauses), self.model.config.num_labels), dtype=np.float32)
+        num_labels = (
+            len(self.settings["category_names"]) if self.settings["task"] == "multilabel" else 1
+        )
+        probabilities = np.zeros((len(clauses), num_labels), dtype=np.float32)
         for start in range(0, len(clauses), BATCH_SIZE):
             rows = by_length[start : start + BATCH_SIZE]
             encoded = self.tokenizer(
@@ -84,7 +106,7 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
                 padding=True,
                 return_tensors="pt",
             )
-            probabilities[rows] = torch.sigmoid(self.model(**encoded).logits.float()).numpy()
+            probabilities[rows] = torch.sigmoid(self.logits(encoded).float()).numpy()
         return probabilities
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
 from custom_module.checkpoints import load_epoch
@@ -45,7 +46,8 @@ CHAMPION = "champion"
 REQUEST_TIMEOUT_SECONDS = 300
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 # What pyfunc_model.py imports, pinned to this machine's versions (see `pip_requirements`).
-SERVING_PACKAGES = ("mlflow", "torch", "transformers", "pandas", "numpy")
+SERVING_PACKAGES = ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy")
+HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
 INPUT_EXAMPLE = pd.DataFrame(
     {
         "text": [
@@ -76,12 +78,17 @@ def signature(task: str) -> ModelSignature:
 
 
 def export_classifier(module: TransformerModule, folder: Path) -> None:
-    """A plain Hugging Face folder: LoRA merged into the encoder, head included, tokenizer.
+    """A plain Hugging Face folder: LoRA merged into the encoder, the head, the tokenizer.
 
     Merging removes the adapter indirection (and `peft` from serving) at no cost in accuracy.
+    The blog's head is part of the Hugging Face model; the mean-pooling head is saved beside it.
     """
     merged = copy.deepcopy(module.model).merge_and_unload()
     merged.save_pretrained(folder)
+    if module.head is not None:
+        save_file(
+            {k: v.contiguous() for k, v in module.head.state_dict().items()}, folder / HEAD_FILE
+        )
     tokenizer_path = resolve_model_path(module.hparams.model_name)
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
 
@@ -97,6 +104,7 @@ def export_artifacts(run_id: str, folder: str | Path) -> dict[str, str]:
         "threshold": report["threshold"],
         "max_length": config.max_length,
         "task": config.task,
+        "pooling": config.pooling,
         "category_names": list(LABEL_NAMES),
         "model_name": config.model_name,
         "best_epoch": report["best_epoch"],

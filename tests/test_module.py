@@ -12,7 +12,9 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from torch import nn
 
 from custom_module import TrainConfig, TransformerModule, preset
+from custom_module.config import ATTENTION_TARGETS
 from custom_module.model_source import MINILM
+from custom_module.module import mean_pool
 from data import LexGlueDataModule
 
 
@@ -39,9 +41,40 @@ def quiet_trainer(**kwargs) -> pl.Trainer:
 def test_only_lora_matrices_and_the_head_train(smoke_parts):
     module = smoke_parts[2]
     trainable = module.trainable_state_keys()
-    assert trainable and all("lora_" in k or "modules_to_save" in k for k in trainable)
+    assert trainable and all("lora_" in k or k.startswith("head.") for k in trainable)
+    assert {"head.weight", "head.bias"} <= trainable
     count, total = module.trainable_parameter_count()
     assert count < 0.05 * total
+
+
+def test_the_blog_head_trains_inside_the_hugging_face_model():
+    module = TransformerModule(pooling="cls", lora_target_modules=ATTENTION_TARGETS)
+    trainable = module.trainable_state_keys()
+    assert module.head is None
+    assert trainable and all("lora_" in k or "modules_to_save" in k for k in trainable)
+    assert len(module.lora_layers()) == 6 * 3 + 1  # query, key, value of 6 blocks, the pooler
+
+
+def test_an_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="Unknown pooling 'max'"):
+        TransformerModule(pooling="max")
+
+
+def test_mean_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert mean_pool(hidden, mask).tolist() == [[2.0, 3.0]]
+
+
+def test_padding_a_clause_does_not_change_its_logit(smoke_parts):
+    module = smoke_parts[2].eval()  # no dropout: the two passes must be comparable
+    ids = torch.tensor([[101, 2057, 2089, 2689, 2122, 3408, 102]])
+    padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        alone = module(ids, torch.ones_like(ids))
+        with_padding = module(padded, (padded != 0).long())
+    module.train()
+    assert torch.allclose(alone, with_padding, atol=1e-5)
 
 
 def test_hparams_hold_the_hub_name_not_a_local_path(smoke_parts):
@@ -86,8 +119,9 @@ def test_epoch_metrics_equal_sklearn_on_the_same_predictions(smoke_parts):
     _, datamodule, module = smoke_parts
     trainer = quiet_trainer()
     logged = trainer.validate(module, dataloaders=datamodule.val_dataloader(), verbose=False)[0]
-    probabilities = torch.cat(trainer.predict(module, dataloaders=datamodule.val_dataloader()))
-    predicted = (probabilities.ravel() > 0.5).int().numpy()
+    loader = datamodule.val_dataloader()  # length-sorted: put predictions back in file order
+    probabilities = torch.cat(trainer.predict(module, dataloaders=loader)).numpy()
+    predicted = (loader.batch_sampler.restore_order(probabilities).ravel() > 0.5).astype(int)
     truth = datamodule.split("validation").targets.ravel()
     assert logged["Val_F1_Score"] == pytest.approx(f1_score(truth, predicted), abs=1e-6)
     assert logged["Val_Precision"] == pytest.approx(
@@ -141,7 +175,7 @@ def test_checkpoint_from_other_lora_settings_fails_loudly(smoke_parts, tmp_path)
 def test_lora_layers_lists_every_adapted_layer_and_what_it_adds(smoke_parts):
     module = smoke_parts[2]
     layers = module.lora_layers()
-    assert len(layers) == 6 * 3 + 1  # query, key, value of 6 blocks, and the pooler
+    assert len(layers) == 6 * 6  # query, key, value, output and the feed-forward pair, 6 blocks
     head = 384 + 1  # the new classifier: one logit from MiniLM's 384 dimensions
     trainable, _ = module.trainable_parameter_count()
     assert sum(layer["lora_params"] for layer in layers) + head == trainable
@@ -151,7 +185,8 @@ def test_module_and_data_module_defaults_come_from_train_config():
     module_defaults = inspect.signature(TransformerModule.__init__).parameters
     data_defaults = inspect.signature(LexGlueDataModule.__init__).parameters
     config = TrainConfig()
-    for name in ("learning_rate", "weight_decay", "lora_r", "lora_alpha", "lora_target_modules"):
+    names = ("learning_rate", "weight_decay", "lora_r", "lora_alpha", "lora_target_modules")
+    for name in (*names, "pooling"):
         assert module_defaults[name].default == getattr(config, name), name
     for name in ("batch_size", "max_length", "seed", "task"):
         assert data_defaults[name].default == getattr(config, name), name

@@ -43,10 +43,10 @@ def check_parameters(name: str, parameters: dict) -> None:
         raise ValueError(f"{name} has no parameter(s) {unknown}; it takes {sorted(declared)}.")
 
 
-def parse_value(text: str) -> str | int | float | bool | list | None:
+def parse_value(text: str) -> str | int | float | bool | list | dict | None:
     """A command-line value as the Python value it spells (`3`, `0.5`, `None`, `True`, a list
-    of those such as `[2, 8]`), else the text itself. An MLflow run id (32 hex digits) stays
-    text, even all digits."""
+    of those such as `[2, 8]`, a dict of them by name such as `{'learning_rate': 0.002}`), else
+    the text itself. An MLflow run id (32 hex digits) stays text, even all digits."""
     if RUN_ID.fullmatch(text):
         return text
     try:
@@ -55,6 +55,11 @@ def parse_value(text: str) -> str | int | float | bool | list | None:
         return text
     scalars = (int, float, bool, str)
     if isinstance(value, list) and all(isinstance(item, scalars) for item in value):
+        return value
+    if isinstance(value, dict) and all(
+        isinstance(key, str) and (item is None or isinstance(item, scalars))
+        for key, item in value.items()
+    ):
         return value
     return value if value is None or isinstance(value, scalars) else text
 

@@ -133,7 +133,9 @@ def test_cli_values_become_python_scalars():
     values = ("3", "0.5", "None", "True", "cpu", "[2, 8]", "0" * 32, "12e4" + "0" * 28)
     parsed = [3, 0.5, None, True, "cpu", [2, 8], *values[-2:]]
     assert [parse_value(v) for v in values] == parsed
-    assert parse_value("{'a': 1}") == "{'a': 1}"  # no dicts: a notebook parameter is plain
+    assert parse_value("{'learning_rate': 0.002}") == {"learning_rate": 0.002}
+    assert parse_value("{'a': [1]}") == "{'a': [1]}"  # nested values stay text
+    assert parse_value("{1: 2}") == "{1: 2}"  # a dict of overrides is keyed by field name
 
 
 def test_cli_rejects_an_option_the_notebook_does_not_take():

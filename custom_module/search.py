@@ -1,0 +1,138 @@
+"""How the `cpu` preset was chosen: candidate configurations, three seeds each, as MLflow runs.
+
+    python -m custom_module.search --data-path ../shared/data/lex_glue
+
+opens one parent run, `preset search`, in the experiment `lexglue-unfair-tos-search`, and
+trains every candidate with every seed as a child run through notebook 02 (`train.train`, the
+one code path), tagged with the candidate's name. `search_table(parent_run_id)` is the README's
+"how the preset was chosen" table, read back from those runs: per candidate, the median over
+seeds of the best validation F1 (what chooses), of test F1 and PR-AUC at threshold 0.5 and of
+the training time. `python -m custom_module.search --table PARENT_RUN_ID` prints it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import mlflow
+import pandas as pd
+
+from custom_module.checkpoints import MONITOR, tagged_best_epoch
+from custom_module.config import ATTENTION_TARGETS, TrainConfig
+from custom_module.sweep import child_runs
+from custom_module.tracking import configure_tracking
+
+EXPERIMENT = "lexglue-unfair-tos-search"
+CANDIDATE_TAG = "search.candidate"
+SEEDS = (42, 1, 2)
+# Each candidate is the `cpu` preset with these fields changed; `{}` is the preset itself.
+CANDIDATES: dict[str, dict] = {
+    # The blog's head and LoRA targets (the `workshop` and `gpu` presets), in the same budget.
+    "blog: [CLS] head, LoRA on q/k/v + pooler": {
+        "pooling": "cls",
+        "lora_target_modules": ATTENTION_TARGETS,
+        "lora_dropout": 0.1,
+    },
+    "cpu preset: mean pooling, LoRA on every linear layer": {},
+}
+
+
+def check_candidates(candidates: Mapping[str, dict]) -> None:
+    """ValueError naming any field a candidate changes that `TrainConfig` does not have."""
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = {name for overrides in candidates.values() for name in overrides} - fields
+    if unknown:
+        raise ValueError(f"Candidates change unknown TrainConfig field(s): {sorted(unknown)}.")
+
+
+def run_search(
+    candidates: Mapping[str, dict] = CANDIDATES,
+    seeds: Sequence[int] = SEEDS,
+    data_path: str | None = None,
+    experiment_name: str = EXPERIMENT,
+) -> str:
+    """Train every candidate with every seed under one parent run; return the parent's id."""
+    from custom_module.train import train
+
+    check_candidates(candidates)
+    mlflow.set_experiment(configure_tracking(experiment_name))
+    with mlflow.start_run(run_name="preset search") as parent:
+        mlflow.log_params({"candidates": len(candidates), "seeds": list(seeds)})
+    for name, overrides in candidates.items():
+        for seed in seeds:
+            run_id = train(
+                log_output=True,
+                preset_name="cpu",
+                config_overrides=dict(overrides),
+                seed=seed,
+                data_path=data_path,
+                experiment_name=experiment_name,
+                run_name=f"{name} / seed {seed}",
+                parent_run_id=parent.info.run_id,
+            )
+            mlflow.MlflowClient().set_tag(run_id, CANDIDATE_TAG, name)
+    return parent.info.run_id
+
+
+def training_minutes(run_id: str) -> float:
+    """From the run's start to its last validation score: every epoch, validation included."""
+    client = mlflow.MlflowClient()
+    last = max(m.timestamp for m in client.get_metric_history(run_id, MONITOR))
+    return (last - client.get_run(run_id).info.start_time) / 60_000
+
+
+def search_runs(parent_run_id: str) -> pd.DataFrame:
+    """One row per child run: candidate, seed, best epoch and its validation F1, test scores."""
+    client = mlflow.MlflowClient()
+    rows = []
+    for run in child_runs(parent_run_id):
+        run_id = run.info.run_id
+        best_epoch = tagged_best_epoch(run_id)
+        validation = {m.step: m.value for m in client.get_metric_history(run_id, MONITOR)}
+        rows.append(
+            {
+                "candidate": run.data.tags.get(CANDIDATE_TAG, run.info.run_name),
+                "seed": int(run.data.params["config.seed"]),
+                "best epoch": best_epoch,
+                f"best {MONITOR}": validation[best_epoch],
+                "Test_F1_Score": run.data.metrics["Test_F1_Score"],
+                "Test_PR_AUC": run.data.metrics["Test_PR_AUC"],
+                "training minutes": training_minutes(run_id),
+                "run_id": run_id,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def search_table(parent_run_id: str) -> pd.DataFrame:
+    """Per candidate, in the order searched: medians over seeds, and the test F1 range."""
+    runs = search_runs(parent_run_id)
+    grouped = runs.groupby("candidate", sort=False)
+    table = grouped[
+        [f"best {MONITOR}", "Test_F1_Score", "Test_PR_AUC", "training minutes"]
+    ].median()
+    table.insert(0, "seeds", grouped.size())
+    table["Test_F1 min"] = grouped["Test_F1_Score"].min()
+    table["Test_F1 max"] = grouped["Test_F1_Score"].max()
+    return table.round(3)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--table", metavar="PARENT_RUN_ID", help="print a finished search's table")
+    args = parser.parse_args(argv)
+    if args.table:
+        configure_tracking()
+        parent_run_id = args.table
+    else:
+        parent_run_id = run_search(seeds=args.seeds, data_path=args.data_path)
+    print(f"parent run: {parent_run_id}")
+    print(search_table(parent_run_id).to_string())
+
+
+if __name__ == "__main__":
+    main()

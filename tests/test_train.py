@@ -16,6 +16,7 @@ import torch
 from run_layout import artifact_paths, logged_layout
 
 from custom_module import PRESETS, TransformerModule, preset, runs
+from custom_module.config import ALL_LINEAR_TARGETS, ATTENTION_TARGETS
 from custom_module.notebooks import parse_value
 from custom_module.train import parse_args
 
@@ -91,11 +92,12 @@ def test_auto_preset_chooses_cpu_without_cuda_and_says_so(capsys):
     assert "chose 'cpu'" in capsys.readouterr().out
 
 
-def test_workshop_preset_is_a_short_sampled_run_of_the_same_model():
+def test_workshop_preset_is_a_short_sampled_run_with_the_blogs_head():
     workshop, cpu = preset("workshop"), preset("cpu")
     assert workshop.sample_size == 600 and workshop.max_epochs == 3
     assert workshop.model_name == cpu.model_name
-    assert workshop.lora_target_modules == cpu.lora_target_modules
+    assert (workshop.pooling, workshop.lora_target_modules) == ("cls", ATTENTION_TARGETS)
+    assert (cpu.pooling, cpu.lora_target_modules) == ("mean", ALL_LINEAR_TARGETS)
 
 
 def test_gpu_preset_is_roberta_base_with_mixed_precision():
@@ -178,3 +180,15 @@ def test_cli_says_why_a_run_cannot_resume_and_exits_1(smoke_run_id, tmp_path):
     assert result.returncode == 1
     assert "02_peft_training.ipynb failed in cell" in result.stderr
     assert "already finished; there is nothing to resume" in result.stderr
+
+
+def test_cli_config_overrides_reach_the_preset_and_a_typo_is_named(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "custom_module.train", "--preset", "smoke"]
+        + ["--config-overrides", "{'learning_rte': 0.002}", "--output", str(tmp_path / "02.ipynb")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Unknown TrainConfig field(s): ['learning_rte']" in result.stderr

@@ -36,10 +36,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 # The checks never touch the learner's store: pytest makes its own, and the notebooks re-run
-# by nbval log to a scratch store that is deleted afterwards.
+# by nbval log to a scratch store that is deleted afterwards. After nbval,
+# tests/test_fresh_execution.py checks the numbers those fresh runs logged there.
 test: lint
 	$(PYTHON) -m pytest tests
-	scratch=$$(mktemp -d) && \
-	MLFLOW_TRACKING_URI=sqlite:///$$scratch/mlflow.db $(PYTHON) -m pytest --nbval notebooks \
-		--nbval-sanitize-with nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider; \
+	scratch=$$(mktemp -d) && export MLFLOW_TRACKING_URI=sqlite:///$$scratch/mlflow.db && \
+	$(PYTHON) -m pytest --nbval notebooks \
+		--nbval-sanitize-with nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider && \
+	FRESH_STORE=$$MLFLOW_TRACKING_URI $(PYTHON) -m pytest tests/test_fresh_execution.py \
+		-p no:cacheprovider; \
 	status=$$?; rm -rf $$scratch; exit $$status

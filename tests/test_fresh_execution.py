@@ -1,0 +1,108 @@
+"""The numbers the notebooks teach, checked on a fresh execution of them: the runs that nbval's
+re-execution just logged to its scratch store (`make test` points `FRESH_STORE` at it).
+
+Without `FRESH_STORE` these checks are skipped: a plain `pytest tests` has no fresh execution to
+read. Each check allows what a new seed or another machine moves (see `taught.py`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import pytest
+from taught import (
+    BASELINE_F1,
+    CPU_TOTAL_PARAMS,
+    CPU_TRAINABLE_PARAMS,
+    F1_TOLERANCE,
+    LORA_F1_MARGIN,
+    PR_AUC_TOLERANCE,
+    WORKSHOP_MARGIN,
+)
+from test_taught_numbers import results, workshop_trivial_f1
+
+from custom_module import baseline
+from custom_module.checkpoints import MONITOR, tagged_best_epoch
+from custom_module.evaluation import logged_report
+from custom_module.platforms import registered_model_name
+from custom_module.sweep import sweep_table
+from custom_module.tracking import latest_finished_run
+
+FRESH_STORE = os.environ.get("FRESH_STORE")
+pytestmark = pytest.mark.skipif(not FRESH_STORE, reason="no fresh execution: FRESH_STORE unset")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_store():
+    """Every check reads the scratch store nbval's execution logged to."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(FRESH_STORE)
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def training_run():
+    """The `cpu` run notebook 02 just made (03 evaluated it, 04 logged its model)."""
+    return latest_finished_run("lexglue-unfair-tos-lora")
+
+
+def test_fresh_run_trained_the_cpu_preset_on_every_clause(training_run):
+    params = training_run.data.params
+    assert params["config.preset"] == "cpu" and params["config.sample_size"] == "None"
+    assert int(params["trainable_params"]) == CPU_TRAINABLE_PARAMS
+    assert int(params["total_params"]) == CPU_TOTAL_PARAMS
+
+
+def test_fresh_run_beats_the_baseline(training_run):
+    scores = baseline.baseline_test_metrics()
+    assert scores["f1"] == pytest.approx(BASELINE_F1, abs=0.001)
+    metrics = training_run.data.metrics
+    assert metrics["Test_F1_Score"] >= scores["f1"] + LORA_F1_MARGIN
+    assert metrics["Test_PR_AUC"] > scores["pr_auc"]
+
+
+def test_fresh_scores_are_within_the_seed_spread_of_the_committed_ones(training_run):
+    committed = results("02_peft_training.ipynb")["comparison"]["LoRA run"]
+    metrics = training_run.data.metrics
+    assert metrics["Test_F1_Score"] == pytest.approx(committed["f1"], abs=F1_TOLERANCE)
+    assert metrics["Test_PR_AUC"] == pytest.approx(committed["pr_auc"], abs=PR_AUC_TOLERANCE)
+    history = mlflow.MlflowClient().get_metric_history(training_run.info.run_id, MONITOR)
+    assert [m.step for m in history] == list(range(len(history)))  # each epoch once, from 0
+
+
+def test_fresh_evaluation_serves_a_threshold_its_evidence_supports(training_run):
+    report = logged_report(training_run.info.run_id)  # logged by notebook 03
+    assert report["best_epoch"] == tagged_best_epoch(training_run.info.run_id)
+    default = report["test_at_default_threshold"]
+    assert default["f1"] == pytest.approx(training_run.data.metrics["Test_F1_Score"], abs=0.001)
+    assert report["test"] in (default, report["test_at_tuned_threshold"])
+
+
+def test_fresh_champion_is_the_fresh_run(training_run):
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(registered_model_name(), "champion")
+    assert champion.run_id == training_run.info.run_id  # notebook 04 promoted it
+
+
+def test_fresh_workshop_sweep_and_resume():
+    resumed_run = latest_finished_run("lexglue-unfair-tos-workshop")  # notebook 05's last run
+    sweep_parent = mlflow.search_runs(
+        [resumed_run.info.experiment_id],
+        filter_string="attributes.run_name = 'sweep lora_r'",
+        output_format="list",
+    )[0]
+    table = sweep_table(sweep_parent.info.run_id)
+    assert list(table.index) == [2, 8, 32]
+    assert (table[f"best {MONITOR}"] >= workshop_trivial_f1() + WORKSHOP_MARGIN).all()
+    assert resumed_run.info.run_name == "crash and resume"
+    resumed = validation_f1_by_epoch(resumed_run.info.run_id)
+    uninterrupted = validation_f1_by_epoch(table.loc[8, "run_id"])
+    assert list(resumed) == list(uninterrupted) == [0, 1, 2]
+    assert list(resumed.values()) == pytest.approx(list(uninterrupted.values()), abs=1e-4)
+
+
+def validation_f1_by_epoch(run_id: str) -> dict[int, float]:
+    history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
+    return {m.step: m.value for m in sorted(history, key=lambda m: m.step)}

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 import mlflow
 import pandas as pd
 
-from custom_module.checkpoints import MONITOR, tagged_best_epoch
+from custom_module.checkpoints import MONITOR
 from custom_module.config import ATTENTION_TARGETS, TrainConfig
-from custom_module.sweep import child_runs
+from custom_module.sweep import best_validation, child_runs
 from custom_module.tracking import configure_tracking
 
 EXPERIMENT = "lexglue-unfair-tos-search"
@@ -85,18 +85,16 @@ def training_minutes(run_id: str) -> float:
 
 def search_runs(parent_run_id: str) -> pd.DataFrame:
     """One row per child run: candidate, seed, best epoch and its validation F1, test scores."""
-    client = mlflow.MlflowClient()
     rows = []
     for run in child_runs(parent_run_id):
         run_id = run.info.run_id
-        best_epoch = tagged_best_epoch(run_id)
-        validation = {m.step: m.value for m in client.get_metric_history(run_id, MONITOR)}
+        best_epoch, best_f1 = best_validation(run_id)
         rows.append(
             {
                 "candidate": run.data.tags.get(CANDIDATE_TAG, run.info.run_name),
                 "seed": int(run.data.params["config.seed"]),
                 "best epoch": best_epoch,
-                f"best {MONITOR}": validation[best_epoch],
+                f"best {MONITOR}": best_f1,
                 "Test_F1_Score": run.data.metrics["Test_F1_Score"],
                 "Test_PR_AUC": run.data.metrics["Test_PR_AUC"],
                 "training minutes": training_minutes(run_id),

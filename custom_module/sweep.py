@@ -42,21 +42,26 @@ def checkpoint_megabytes(run_id: str, epoch: int) -> float:
     return round(sizes[path] / 1e6, 2)
 
 
+def best_validation(run_id: str) -> tuple[int, float]:
+    """The run's tagged best epoch, and its validation F1 after that epoch."""
+    best_epoch = tagged_best_epoch(run_id)
+    history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
+    return best_epoch, next(m.value for m in history if m.step == best_epoch)
+
+
 def sweep_table(parent_run_id: str, parameter: str = "lora_r") -> pd.DataFrame:
     """One row per child run: the swept value, its size, its best epoch and its scores."""
-    client = mlflow.MlflowClient()
     rows = []
     for run in child_runs(parent_run_id):
         run_id = run.info.run_id
-        best_epoch = tagged_best_epoch(run_id)
-        validation = {m.step: m.value for m in client.get_metric_history(run_id, MONITOR)}
+        best_epoch, best_f1 = best_validation(run_id)
         rows.append(
             {
                 parameter: int(run.data.params[f"config.{parameter}"]),
                 "trainable params": int(run.data.params["trainable_params"]),
                 "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
                 "best epoch": best_epoch,
-                f"best {MONITOR}": round(validation[best_epoch], 3),
+                f"best {MONITOR}": round(best_f1, 3),
                 "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
                 "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
                 "run_id": run_id,

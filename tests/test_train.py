@@ -82,8 +82,8 @@ def test_checkpoints_do_not_carry_the_frozen_encoder(smoke_run_id, tmp_path):
     path = mlflow.MlflowClient().download_artifacts(
         smoke_run_id, "checkpoints/epoch_0/checkpoint.pth", str(tmp_path)
     )
-    # The frozen MiniLM encoder alone is ~90 MB; adapters, head and optimizer state ~1.5 MB.
-    assert Path(path).stat().st_size < 2e6
+    # The frozen MiniLM encoder alone is ~90 MB; adapters, head and optimizer state ~4.1 MB.
+    assert Path(path).stat().st_size < 5e6
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")

@@ -2,10 +2,10 @@
 
 Only the LoRA matrices and the classification head train; the encoder stays frozen. The head
 reads either the mean of the token vectors (`pooling="mean"`, how all-MiniLM-L6-v2 was trained
-to embed sentences) or the blog's `AutoModelForSequenceClassification` head on the first token
-(`pooling="cls"`). Every
-constructor argument is saved as a hyper-parameter, so `load_from_checkpoint` (and
-`mlflow.pytorch.load_checkpoint`) can rebuild the module from a checkpoint alone.
+to embed sentences) or the first token, through the blog's `AutoModelForSequenceClassification`
+head (`pooling="cls"`). Every constructor argument is saved as a hyper-parameter, so
+`load_from_checkpoint` (and `mlflow.pytorch.load_checkpoint`) can rebuild the module from a
+checkpoint alone.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Run
 
 from custom_module.checkpoints import MONITOR
 from custom_module.config import ATTENTION_TARGETS, TrainConfig
@@ -76,11 +77,10 @@ def run_search(
     return parent.info.run_id
 
 
-def training_minutes(run_id: str) -> float:
+def training_minutes(run: Run) -> float:
     """From the run's start to its last validation score: every epoch, validation included."""
-    client = mlflow.MlflowClient()
-    last = max(m.timestamp for m in client.get_metric_history(run_id, MONITOR))
-    return (last - client.get_run(run_id).info.start_time) / 60_000
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, MONITOR)
+    return (max(m.timestamp for m in history) - run.info.start_time) / 60_000
 
 
 def search_runs(parent_run_id: str) -> pd.DataFrame:
@@ -97,7 +97,7 @@ def search_runs(parent_run_id: str) -> pd.DataFrame:
                 f"best {MONITOR}": best_f1,
                 "Test_F1_Score": run.data.metrics["Test_F1_Score"],
                 "Test_PR_AUC": run.data.metrics["Test_PR_AUC"],
-                "training minutes": training_minutes(run_id),
+                "training minutes": training_minutes(run),
                 "run_id": run_id,
             }
         )

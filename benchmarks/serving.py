@@ -1,12 +1,14 @@
-"""Throughput of the champion pyfunc in process, and of its REST server under concurrent clients.
+"""Throughput of the champion pyfunc in process, per runtime, and of its REST server under load.
 
     python benchmarks/serving.py [--name lexglue-unfair-tos-classifier] [--clients 4] [--seconds 60]
 
-Needs a registered champion (run notebooks 02-04, or `make tutorial`). Both measurements use the
-same model from the tutorial's store and test-split clauses, one after the other: in process,
-batches of 256; then `mlflow models serve` on 127.0.0.1 (one worker) with `--clients` threads
-each sending one clause per request for `--seconds`, reporting throughput, p50/p95/p99 latency
-and every error (a non-200 answer or a failed connection).
+Needs a registered champion (run notebooks 02-04, or `make tutorial`). In process, the champion's
+run is wrapped once per runtime (`torch`, and `onnx-int8`: ONNX Runtime on int8 weights), saved
+locally, and both predict the whole test split in batches of 256, taking turns for `--rounds`
+rounds so that the machine's noise hits both alike; it prints clauses/s, test F1 at the served
+threshold, and the ratios. Then `mlflow models serve` on 127.0.0.1 (one worker) serves the
+registered champion to `--clients` threads, each sending one clause per request for `--seconds`:
+throughput, p50/p95/p99 latency and every error (a non-200 answer or a failed connection).
 """
 
 from __future__ import annotations
@@ -14,29 +16,71 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
+from sklearn.metrics import f1_score
 
+from custom_module.config import run_config
 from custom_module.environment import quiet_library_output
 from custom_module.platforms import registered_model_name
-from custom_module.serving import champion_uri, post, served
+from custom_module.serving import (
+    PYFUNC_FILE,
+    RUNTIMES,
+    champion_uri,
+    champion_version,
+    export_artifacts,
+    post,
+    served,
+    signature,
+)
 from custom_module.tracking import configure_tracking
 from data import load_unfair_tos
 
 BATCH = 256
 
 
-def in_process_throughput(uri: str, clauses: list[str], batches: int) -> float:
-    """Clauses per second of `predict` on batches of `BATCH` clauses, after a warm-up."""
-    model = mlflow.pyfunc.load_model(uri)
-    model.predict(pd.DataFrame({"text": clauses[:8]}))
-    start = time.perf_counter()
-    for index in range(batches):
-        model.predict(pd.DataFrame({"text": clauses[index * BATCH : (index + 1) * BATCH]}))
-    return batches * BATCH / (time.perf_counter() - start)
+def models_per_runtime(run_id: str, folder: Path) -> dict[str, mlflow.pyfunc.PyFuncModel]:
+    """The run's pyfunc once per runtime, saved under `folder` (nothing is logged)."""
+    models = {}
+    for runtime in RUNTIMES:
+        mlflow.pyfunc.save_model(
+            folder / runtime,
+            python_model=str(PYFUNC_FILE),
+            artifacts=export_artifacts(run_id, folder / f"{runtime}-artifacts", runtime),
+            signature=signature(run_config(run_id).task),
+        )
+        models[runtime] = mlflow.pyfunc.load_model(str(folder / runtime))
+    return models
+
+
+def side_by_side(
+    models: dict[str, mlflow.pyfunc.PyFuncModel], clauses: list[str], rounds: int
+) -> dict[str, dict]:
+    """Per runtime: clauses/s over every round, and the labels of the last round."""
+    seconds = dict.fromkeys(models, 0.0)
+    labels = {}
+    for model in models.values():  # warm-up
+        model.predict(pd.DataFrame({"text": clauses[:8]}))
+    for turn in range(rounds):
+        order = list(models) if turn % 2 == 0 else list(reversed(models))
+        for name in order:
+            start = time.perf_counter()
+            answers = [
+                models[name].predict(pd.DataFrame({"text": clauses[i : i + BATCH]}))
+                for i in range(0, len(clauses), BATCH)
+            ]
+            seconds[name] += time.perf_counter() - start
+            labels[name] = pd.concat(answers)["label"].to_numpy() == "unfair"
+    return {
+        name: {"clauses_per_s": rounds * len(clauses) / seconds[name], "flagged": labels[name]}
+        for name in models
+    }
 
 
 def rest_load(url: str, clauses: list[str], clients: int, seconds: float) -> dict:
@@ -82,19 +126,39 @@ def rest_load(url: str, clauses: list[str], clients: int, seconds: float) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", help="registered model name; default: the tutorial's")
-    parser.add_argument("--batches", type=int, default=4, help="in-process batches of 256")
+    parser.add_argument("--rounds", type=int, default=2, help="in-process passes over test")
     parser.add_argument("--clients", type=int, default=4, help="concurrent REST clients")
     parser.add_argument("--seconds", type=float, default=60, help="how long the REST load runs")
     parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
     args = parser.parse_args()
     quiet_library_output()
     configure_tracking()
-    clauses = list(load_unfair_tos(args.data_path)["test"]["text"])
-    uri = champion_uri(registered_model_name(args.name))
+    test = load_unfair_tos(args.data_path)["test"]
+    clauses = list(test["text"])
+    truth = np.array([len(labels) > 0 for labels in test["labels"]])
+    name = registered_model_name(args.name)
+    champion = champion_version(name)
+    if champion is None:
+        raise SystemExit(f"No champion registered as {name!r}: run notebooks 02-04 first.")
 
-    throughput = in_process_throughput(uri, clauses, args.batches)
-    print(f"in process, batches of {BATCH}: {throughput:7.1f} clauses/s")
+    with tempfile.TemporaryDirectory() as folder:
+        results = side_by_side(
+            models_per_runtime(champion.run_id, Path(folder)), clauses, args.rounds
+        )
+    print(f"in process, batches of {BATCH}, {args.rounds} rounds over {len(clauses)} test clauses:")
+    for runtime, result in results.items():
+        result["f1"] = f1_score(truth, result["flagged"])
+        print(
+            f"  {runtime:<10} {result['clauses_per_s']:7.1f} clauses/s, test F1 {result['f1']:.4f}"
+        )
+    fast, reference = results["onnx-int8"], results["torch"]
+    print(
+        f"  onnx-int8 / torch: {fast['clauses_per_s'] / reference['clauses_per_s']:.2f}x the "
+        f"throughput, test F1 {fast['f1'] - reference['f1']:+.4f}, "
+        f"{int((fast['flagged'] != reference['flagged']).sum())} clauses labelled differently"
+    )
 
+    uri = champion_uri(name)
     with served(uri) as url:
         post(url, {"inputs": clauses[:1]})  # warm-up
         load = rest_load(url, clauses, args.clients, args.seconds)

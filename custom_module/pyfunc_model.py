@@ -5,7 +5,8 @@ stores this file with the model and runs it on load, so serving needs neither th
 nor pickled classes; only the pip requirements logged with it. It therefore imports nothing from
 `custom_module`. Its artifacts are a Hugging Face folder (tokenizer and the LoRA-merged encoder;
 with mean pooling, the head's weights in `head.safetensors` beside it) and `settings.json`
-(threshold, max_length, task, pooling, category names).
+(threshold, max_length, task, pooling, category names, runtime). With `runtime` "onnx-int8" the
+logits come from ONNX Runtime on the int8 copy of that model in the same folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 TEXT_COLUMN = "text"
 BATCH_SIZE = 64
 HEAD_FILE = "head.safetensors"  # the mean-pooling head: `weight` (labels x hidden), `bias`
+ONNX_FILE = "model.int8.onnx"  # runtime "onnx-int8": token ids and mask in, logits out
 
 
 def clauses_from(model_input) -> list[str]:
@@ -67,7 +69,14 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
         folder = context.artifacts["classifier"]
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        if self.settings.get("pooling", "cls") == "cls":  # the blog's head, inside the model
+        self.session = None
+        if self.settings.get("runtime", "torch") == "onnx-int8":
+            import onnxruntime  # only this runtime needs it (and lists it in its requirements)
+
+            self.session = onnxruntime.InferenceSession(
+                str(Path(folder) / ONNX_FILE), providers=["CPUExecutionProvider"]
+            )
+        elif self.settings.get("pooling", "cls") == "cls":  # the blog's head, inside the model
             self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
             self.head = None
         else:
@@ -78,6 +87,9 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
 
     def logits(self, encoded: dict) -> torch.Tensor:
         """(batch, num_labels): the blog's head, or the mean of the token vectors, then the head."""
+        if self.session is not None:  # the whole forward pass, pooling and head included
+            feeds = {name: encoded[name].numpy() for name in ("input_ids", "attention_mask")}
+            return torch.from_numpy(self.session.run(["logits"], feeds)[0])
         output = self.model(**encoded)
         if self.head is None:
             return output.logits

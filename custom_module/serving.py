@@ -2,7 +2,8 @@
 the champion rule, and a local REST server.
 
 `export_artifacts(run_id, folder)` merges the evaluated run's best epoch into a plain Hugging Face
-classifier and writes `settings.json` (threshold, max_length, task); the notebook logs them with
+classifier (with `runtime="onnx-int8"`, also an int8 ONNX copy of it) and writes `settings.json`
+(threshold, max_length, task, runtime); the notebook logs them with
 `pyfunc_model.py` (models from code). `should_promote` decides whether the new version takes the
 alias `champion`. `served(model_uri)` runs `mlflow models serve` on 127.0.0.1 for as long as a
 `with` block lasts, and stops it, children included.
@@ -10,7 +11,6 @@ alias `champion`. `served(model_uri)` runs `mlflow models serve` on 127.0.0.1 fo
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -39,6 +39,7 @@ from custom_module.config import run_config
 from custom_module.evaluation import logged_report
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
+from custom_module.quantization import ONNX_FILE, export_int8, merged_copy
 from data import LABEL_NAMES
 
 CHAMPION = "champion"
@@ -47,6 +48,9 @@ REQUEST_TIMEOUT_SECONDS = 300
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 # What pyfunc_model.py imports, pinned to this machine's versions (see `pip_requirements`).
 SERVING_PACKAGES = ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy")
+# How the pyfunc computes: PyTorch on the merged float model, or ONNX Runtime on an int8 copy of
+# it (`custom_module/quantization.py`): faster on CPUs, F1 within 0.005 (`benchmarks/serving.py`).
+RUNTIMES = ("torch", "onnx-int8")
 HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
 INPUT_EXAMPLE = pd.DataFrame(
     {
@@ -58,10 +62,11 @@ INPUT_EXAMPLE = pd.DataFrame(
 )
 
 
-def pip_requirements() -> list[str]:
+def pip_requirements(runtime: str = "torch") -> list[str]:
     """Exact versions without local tags: `torch==2.13.0`, not `torch==2.13.0+cpu`, which
     exists only on PyTorch's own index and would fail to install elsewhere."""
-    return [f"{name}=={version(name).split('+')[0]}" for name in SERVING_PACKAGES]
+    packages = SERVING_PACKAGES + (("onnxruntime",) if runtime == "onnx-int8" else ())
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
 def signature(task: str) -> ModelSignature:
@@ -77,14 +82,18 @@ def signature(task: str) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("string")]), outputs=Schema(outputs))
 
 
-def export_classifier(module: TransformerModule, folder: Path) -> None:
-    """A plain Hugging Face folder: LoRA merged into the encoder, the head, the tokenizer.
+def export_classifier(module: TransformerModule, folder: Path, runtime: str = "torch") -> None:
+    """A plain Hugging Face folder: LoRA merged into the encoder, the head, the tokenizer, and for
+    `runtime="onnx-int8"` the int8 ONNX model (`quantization.ONNX_FILE`).
 
     Merging removes the adapter indirection (and `peft` from serving) at no cost in accuracy.
     The blog's head is part of the Hugging Face model; the mean-pooling head is saved beside it.
     """
-    merged = copy.deepcopy(module.model).merge_and_unload()
-    merged.save_pretrained(folder)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {RUNTIMES}.")
+    merged_copy(module).model.save_pretrained(folder)
+    if runtime == "onnx-int8":
+        export_int8(module, folder / ONNX_FILE)
     if module.head is not None:
         save_file(
             {k: v.contiguous() for k, v in module.head.state_dict().items()}, folder / HEAD_FILE
@@ -93,14 +102,16 @@ def export_classifier(module: TransformerModule, folder: Path) -> None:
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
 
 
-def export_artifacts(run_id: str, folder: str | Path) -> dict[str, str]:
+def export_artifacts(run_id: str, folder: str | Path, runtime: str = "torch") -> dict[str, str]:
     """The pyfunc's artifacts for an evaluated run: `classifier` (its best epoch, LoRA merged,
-    with the tokenizer) and `settings` (the served threshold and how to tokenize)."""
+    with the tokenizer) and `settings` (the served threshold, how to tokenize, the runtime)."""
     report = logged_report(run_id)  # best epoch and threshold, from notebook 03
     config = run_config(run_id)
     folder = Path(folder)
-    export_classifier(load_epoch(run_id, report["best_epoch"]), folder / "classifier")
+    module = load_epoch(run_id, report["best_epoch"])
+    export_classifier(module, folder / "classifier", runtime)
     settings = {
+        "runtime": runtime,
         "threshold": report["threshold"],
         "max_length": config.max_length,
         "task": config.task,

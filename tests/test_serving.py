@@ -16,7 +16,17 @@ from custom_module.checkpoints import load_epoch, tagged_best_epoch
 from custom_module.evaluation import classify_clauses, logged_report
 from custom_module.notebooks import run_notebook
 from custom_module.results import read_results
-from custom_module.serving import champion_version, post, served, should_promote
+from custom_module.serving import (
+    INPUT_EXAMPLE,
+    PYFUNC_FILE,
+    champion_version,
+    export_artifacts,
+    pip_requirements,
+    post,
+    served,
+    should_promote,
+    signature,
+)
 from data import LexGlueDataModule
 
 REGISTERED_NAME = "tests-unfair-tos"
@@ -116,6 +126,36 @@ def test_logged_model_has_signature_example_and_portable_requirements(pyfunc):
 def test_champion_predicts_like_the_module(pyfunc, clauses, expected):
     assert_same_predictions(pyfunc.predict(pd.DataFrame({"text": clauses})), expected)
     assert_same_predictions(pyfunc.predict(clauses), expected)
+
+
+@pytest.fixture(scope="module")
+def int8_model(smoke_run_id, logged, tmp_path_factory) -> Path:
+    """The smoke run's pyfunc with `runtime="onnx-int8"`, saved locally as notebook 04 logs it."""
+    model = tmp_path_factory.mktemp("onnx-int8") / "model"
+    mlflow.pyfunc.save_model(
+        model,
+        python_model=str(PYFUNC_FILE),
+        artifacts=export_artifacts(smoke_run_id, model.with_name("artifacts"), "onnx-int8"),
+        signature=signature("binary"),
+        input_example=INPUT_EXAMPLE,
+        pip_requirements=pip_requirements("onnx-int8"),
+    )
+    return model
+
+
+def test_onnx_int8_runtime_predicts_close_to_the_module(int8_model, clauses, expected):
+    answer = mlflow.pyfunc.load_model(str(int8_model)).predict(pd.DataFrame({"text": clauses}))
+    # int8 weights round every product: close, not equal (the benchmark measures test F1).
+    difference = (answer["prob_unfair"] - expected["prob_unfair"]).abs()
+    assert difference.max() < 0.05, difference.describe()
+    assert difference.max() > 0  # it ran the quantized model, not the float one
+    assert "onnxruntime==" in (int8_model / "requirements.txt").read_text()
+
+
+def test_an_unknown_runtime_is_refused_before_anything_is_written(smoke_run_id, tmp_path):
+    with pytest.raises(ValueError, match="Unknown runtime 'tensorrt'"):
+        export_artifacts(smoke_run_id, tmp_path, runtime="tensorrt")
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,17 @@ ATTENTION_TARGETS = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)
 # Let `preset` choose fp16 or bf16 for the GPU at hand (see `mixed_precision_for_device`).
 DEVICE_MIXED_PRECISION = "device-mixed"
 CONFIG_ARTIFACT = "config.json"
+# LexGLUE's own task, the 8 categories with a logit each, on the `cpu` preset: notebook 02's
+# parameters for it (the README's `python -m custom_module.train --task multilabel ...`). The rare
+# categories need their loss weighted (fair/unfair ratio ** 0.5 per category) and more epochs;
+# the run is filed apart, and notebook 03 scores the latest one with LexGLUE's protocol.
+MULTILABEL_EXPERIMENT = "lexglue-unfair-tos-multilabel"
+MULTILABEL_TRAINING = {
+    "task": "multilabel",
+    "max_epochs": 8,
+    "config_overrides": {"class_weighting": 0.5},
+    "experiment_name": MULTILABEL_EXPERIMENT,
+}
 
 
 @dataclass(frozen=True)

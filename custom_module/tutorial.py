@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from custom_module.config import MULTILABEL_EXPERIMENT, MULTILABEL_TRAINING
 from custom_module.notebooks import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
@@ -28,6 +29,8 @@ from custom_module.notebooks import (
     parse_value,
     run_notebook,
 )
+from custom_module.tracking import latest_finished_run
+from custom_module.train import train
 
 REFRESH_STORE = NOTEBOOK_DIR.parent / "output" / "refresh"
 
@@ -82,6 +85,8 @@ def refresh_committed_notebooks(notebooks: list[str]) -> None:
     store.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     for name in notebooks:
+        if name.startswith("03"):
+            ensure_multilabel_run()
         print(f"refreshing {name} ...", flush=True)
         path = NOTEBOOK_DIR / name
         notebook = nbformat.read(path, as_version=4)
@@ -91,6 +96,15 @@ def refresh_committed_notebooks(notebooks: list[str]) -> None:
         client.execute()
         nbformat.write(notebook, path)
         print(f"refreshed {name} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def ensure_multilabel_run() -> None:
+    """Train the multilabel run that notebook 03 scores, unless the store has one already."""
+    try:
+        latest_finished_run(MULTILABEL_EXPERIMENT)
+    except LookupError:
+        print("training the multilabel run for 03's LexGLUE section ...", flush=True)
+        train(**MULTILABEL_TRAINING)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

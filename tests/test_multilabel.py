@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
+from custom_module import lexglue
 from custom_module.evaluation import evaluate_run, log_evaluation
 from custom_module.serving import INPUT_EXAMPLE, PYFUNC_FILE, export_artifacts, signature
 from custom_module.train import train
@@ -56,3 +57,33 @@ def test_pyfunc_names_the_categories_above_the_threshold(report, tmp_path):
         assert row["categories"] == "; ".join(above)
         assert row["prob_unfair"] == pytest.approx(max(row[category_columns]))
         assert row["label"] == ("unfair" if above else "fair")
+
+
+def test_notebook_03s_lexglue_section_scores_the_best_epoch_like_the_report(report):
+    result = lexglue.multilabel_result(report.run_id)
+    assert result["best_epoch"] == report.best_epoch
+    assert result["micro_f1"] == pytest.approx(100 * report.lexglue["micro_f1"], abs=0.05)
+    assert result["macro_f1"] == pytest.approx(100 * report.lexglue["macro_f1"], abs=0.05)
+    assert list(result["f1_per_column"]) == [*LABEL_NAMES, lexglue.NO_UNFAIR_LABEL]
+    table = lexglue.comparison_table(result)
+    assert len(table) == len(lexglue.PUBLISHED) + 1
+    assert table["macro_f1"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize(
+    ("macro_f1", "words"),
+    [
+        (80.0, ["5.0 points above", "and above the collapsed"]),
+        (10.0, ["65.0 points below", "but not above the collapsed"]),
+    ],
+)
+def test_describe_says_where_the_run_stands(macro_f1, words):
+    columns = dict.fromkeys(LABEL_NAMES, 50.0) | {"Arbitration": 20.0}
+    sentence = lexglue.describe({"micro_f1": 95.0, "macro_f1": macro_f1, "f1_per_column": columns})
+    assert all(word in sentence for word in words), sentence
+    assert "'Arbitration' (F1 20.0)" in sentence
+
+
+def test_a_binary_run_is_refused_with_what_to_train_instead(smoke_run_id):
+    with pytest.raises(ValueError, match="--task multilabel"):
+        lexglue.multilabel_result(smoke_run_id)

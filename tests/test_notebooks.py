@@ -10,6 +10,8 @@ import sys
 import papermill
 import pytest
 
+from custom_module import tutorial
+from custom_module.config import MULTILABEL_EXPERIMENT, MULTILABEL_TRAINING
 from custom_module.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_parameters
 from custom_module.tutorial import main, parameters_per_notebook, select_notebooks
 
@@ -114,3 +116,19 @@ def test_setup_cell_acts_on_colab_and_databricks_only(name):
     assert 'if "COLAB_RELEASE_TAG" in os.environ' in setup  # platforms.on_colab's signal
     assert 'if "DATABRICKS_RUNTIME_VERSION" in os.environ' in setup
     assert "git clone" in setup and "sys.path.insert" in setup
+
+
+def test_the_refresh_trains_the_multilabel_run_only_when_the_store_has_none(monkeypatch):
+    trained = []
+    monkeypatch.setattr(tutorial, "train", lambda **parameters: trained.append(parameters))
+
+    def no_run(experiment_name):
+        raise LookupError(experiment_name)
+
+    monkeypatch.setattr(tutorial, "latest_finished_run", no_run)
+    tutorial.ensure_multilabel_run()
+    assert trained == [MULTILABEL_TRAINING]
+    assert MULTILABEL_TRAINING["experiment_name"] == MULTILABEL_EXPERIMENT
+    monkeypatch.setattr(tutorial, "latest_finished_run", lambda experiment_name: object())
+    tutorial.ensure_multilabel_run()
+    assert len(trained) == 1

@@ -39,21 +39,21 @@ def merged_copy(module: TransformerModule) -> TransformerModule:
     return merged
 
 
-def export_onnx(module: TransformerModule, path: Path) -> None:
-    """The module's forward pass (token ids and mask in, logits out) as an ONNX graph, with the
-    batch size and the clause length left free.
+def export_onnx(merged: TransformerModule, path: Path) -> None:
+    """The forward pass of `merged` (a `merged_copy`; token ids and mask in, logits out) as an
+    ONNX graph, with the batch size and the clause length left free.
 
     The example batch must hold padding: traced on a mask of ones only, the encoder's attention
     skips the mask altogether, and every padded batch then scores wrong.
     """
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(module.hparams.model_name))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(merged.hparams.model_name))
     example = tokenizer(list(EXAMPLE_CLAUSES), padding=True, return_tensors="pt")
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=512)
     with warnings.catch_warnings():
         # Both inputs share the two free axes, as intended; the exporter says so once per axis.
         warnings.filterwarnings("ignore", message="# The axis name")
         program = torch.onnx.export(
-            merged_copy(module),
+            merged,
             tuple(example[name] for name in INPUT_NAMES),
             input_names=list(INPUT_NAMES),
             output_names=["logits"],
@@ -76,12 +76,12 @@ def feed_forward_outputs(path: Path) -> list[str]:
     ]
 
 
-def export_int8(module: TransformerModule, path: Path) -> None:
-    """Export `module` to ONNX and quantize it dynamically to int8 at `path` (about 23 MB for
-    MiniLM, against 90 MB in float)."""
+def export_int8(merged: TransformerModule, path: Path) -> None:
+    """Export `merged` (a `merged_copy`) to ONNX and quantize it dynamically to int8 at `path`
+    (about 23 MB for MiniLM, against 90 MB in float)."""
     with tempfile.TemporaryDirectory() as scratch:
         float_model = Path(scratch) / "model.onnx"
-        export_onnx(module, float_model)
+        export_onnx(merged, float_model)
         quantize_dynamic(
             float_model,
             path,

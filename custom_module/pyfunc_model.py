@@ -5,8 +5,9 @@ stores this file with the model and runs it on load, so serving needs neither th
 nor pickled classes; only the pip requirements logged with it. It therefore imports nothing from
 `custom_module`. Its artifacts are a Hugging Face folder (tokenizer and the LoRA-merged encoder;
 with mean pooling, the head's weights in `head.safetensors` beside it) and `settings.json`
-(threshold, max_length, task, pooling, category names, runtime). With `runtime` "onnx-int8" the
-logits come from ONNX Runtime on the int8 copy of that model in the same folder.
+(threshold, max_length, task, pooling, category names, runtime). With `runtime` "onnx" or
+"onnx-int8" the logits come from ONNX Runtime, on an ONNX copy of that model (float, or int8) in
+the same folder.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 TEXT_COLUMN = "text"
-BATCH_SIZE = 64
+# Clauses per forward pass, after sorting a request by length. Small batches pad least: on the
+# test split in requests of 256, batches of 16 ran 1.3x faster than batches of 64 on 2 cores
+# (`benchmarks/serving.py` measures both side by side).
+BATCH_SIZE = 16
 HEAD_FILE = "head.safetensors"  # the mean-pooling head: `weight` (labels x hidden), `bias`
-ONNX_FILE = "model.int8.onnx"  # runtime "onnx-int8": token ids and mask in, logits out
+# The ONNX runtimes' models (token ids and mask in, logits out), by runtime.
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 def clauses_from(model_input) -> list[str]:
@@ -69,12 +74,14 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
         folder = context.artifacts["classifier"]
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.batch_size = BATCH_SIZE
         self.session = None
-        if self.settings.get("runtime", "torch") == "onnx-int8":
-            import onnxruntime  # only this runtime needs it (and lists it in its requirements)
+        runtime = self.settings.get("runtime", "torch")
+        if runtime in ONNX_FILES:
+            import onnxruntime  # only these runtimes need it (and list it in their requirements)
 
             self.session = onnxruntime.InferenceSession(
-                str(Path(folder) / ONNX_FILE), providers=["CPUExecutionProvider"]
+                str(Path(folder) / ONNX_FILES[runtime]), providers=["CPUExecutionProvider"]
             )
         elif self.settings.get("pooling", "cls") == "cls":  # the blog's head, inside the model
             self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
@@ -109,8 +116,8 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
             len(self.settings["category_names"]) if self.settings["task"] == "multilabel" else 1
         )
         probabilities = np.zeros((len(clauses), num_labels), dtype=np.float32)
-        for start in range(0, len(clauses), BATCH_SIZE):
-            rows = by_length[start : start + BATCH_SIZE]
+        for start in range(0, len(clauses), self.batch_size):
+            rows = by_length[start : start + self.batch_size]
             encoded = self.tokenizer(
                 [clauses[row] for row in rows],
                 truncation=True,

@@ -1,14 +1,18 @@
-"""An int8 ONNX copy of the served classifier: the pyfunc's `runtime="onnx-int8"`, for CPUs.
+"""ONNX copies of the served classifier, for the pyfunc's ONNX Runtime runtimes on CPUs.
 
-Dynamic quantization stores the weights of the encoder's linear layers as int8 (one scale per
-output channel) and quantizes their inputs on the fly, so ONNX Runtime multiplies in int8. The
-feed-forward output projections stay in float: their inputs, the GELU outputs, have the outlier
-values that int8 rounds worst. On the reference run, quantizing them too cost 0.007 test F1;
-leaving them in float, 0.001 (`benchmarks/serving.py` measures both runtimes side by side).
+`runtime="onnx"` is the merged model exported to ONNX, in float: PyTorch's answers, computed
+faster by ONNX Runtime. `runtime="onnx-int8"` is that export quantized dynamically: the weights of
+the encoder's linear layers stored as int8 (one scale per output channel), their inputs
+quantized on the fly, so ONNX Runtime multiplies in int8. The feed-forward output projections
+stay in float: their inputs, the GELU outputs, have the outlier values that int8 rounds worst
+(on the reference run, in batches of 64 over the whole test split, quantizing them too cost
+0.007 test F1; leaving them in float, 0.001).
 
 "On the fly" means one scale per batch: a clause's probability moves a little with the clauses
-it is batched with (up to 0.13 on the test split), which the float runtime never does. The
+it is batched with (up to 0.13 on the test split), which the float runtimes never do: with
+batches of 4 to 64 clauses, test F1 came out 0.011 below to 0.001 above the float model's. The
 pyfunc batches the same way for every request of the same clauses, so answers repeat.
+`benchmarks/serving.py` measures the runtimes side by side.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from transformers import AutoTokenizer
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
 
-ONNX_FILE = "model.int8.onnx"  # where pyfunc_model.py (which cannot import this) looks for it
+# Where pyfunc_model.py (which cannot import this module) looks for each runtime's model.
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 INPUT_NAMES = ("input_ids", "attention_mask")
 EXAMPLE_CLAUSES = ("we may change these terms at any time without notice .", "you agree .")
 

@@ -39,7 +39,7 @@ from custom_module.config import run_config
 from custom_module.evaluation import logged_report
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
-from custom_module.quantization import ONNX_FILE, export_int8, merged_copy
+from custom_module.quantization import ONNX_FILES, export_int8, export_onnx, merged_copy
 from data import LABEL_NAMES
 
 CHAMPION = "champion"
@@ -48,10 +48,11 @@ REQUEST_TIMEOUT_SECONDS = 300
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 # What pyfunc_model.py imports, pinned to this machine's versions (see `pip_requirements`).
 SERVING_PACKAGES = ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy")
-# How the pyfunc computes: PyTorch on the merged float model, or ONNX Runtime on an int8 copy of
-# it (`custom_module/quantization.py`): 1.3x the throughput here, 0.008 less test F1, measured
-# side by side by `benchmarks/serving.py` (README).
-RUNTIMES = ("torch", "onnx-int8")
+# How the pyfunc computes: PyTorch on the merged float model, or ONNX Runtime on an ONNX copy of
+# it, in float (the same answers) or int8 (`custom_module/quantization.py`). Measured side by side
+# by `benchmarks/serving.py` (README): ONNX Runtime 1.2x PyTorch's throughput here, int8 1.4x
+# at 0.007 less test F1.
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
 INPUT_EXAMPLE = pd.DataFrame(
     {
@@ -66,7 +67,7 @@ INPUT_EXAMPLE = pd.DataFrame(
 def pip_requirements(runtime: str = "torch") -> list[str]:
     """Exact versions without local tags: `torch==2.13.0`, not `torch==2.13.0+cpu`, which
     exists only on PyTorch's own index and would fail to install elsewhere."""
-    packages = SERVING_PACKAGES + (("onnxruntime",) if runtime == "onnx-int8" else ())
+    packages = SERVING_PACKAGES + (("onnxruntime",) if runtime in ONNX_FILES else ())
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
 
@@ -85,7 +86,7 @@ def signature(task: str) -> ModelSignature:
 
 def export_classifier(module: TransformerModule, folder: Path, runtime: str = "torch") -> None:
     """A plain Hugging Face folder: LoRA merged into the encoder, the head, the tokenizer, and for
-    `runtime="onnx-int8"` the int8 ONNX model (`quantization.ONNX_FILE`).
+    the ONNX runtimes the ONNX model (`quantization.ONNX_FILES`).
 
     Merging removes the adapter indirection (and `peft` from serving) at no cost in accuracy.
     The blog's head is part of the Hugging Face model; the mean-pooling head is saved beside it.
@@ -94,8 +95,10 @@ def export_classifier(module: TransformerModule, folder: Path, runtime: str = "t
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {RUNTIMES}.")
     merged = merged_copy(module)
     merged.model.save_pretrained(folder)
-    if runtime == "onnx-int8":
-        export_int8(merged, folder / ONNX_FILE)
+    if runtime == "onnx":
+        export_onnx(merged, folder / ONNX_FILES[runtime])
+    elif runtime == "onnx-int8":
+        export_int8(merged, folder / ONNX_FILES[runtime])
     if module.head is not None:
         save_file(
             {k: v.contiguous() for k, v in module.head.state_dict().items()}, folder / HEAD_FILE

@@ -63,3 +63,31 @@ def test_a_candidate_with_an_unknown_field_is_refused_before_training():
 def test_the_shipped_candidates_are_valid_and_include_the_preset_itself():
     search.check_candidates(search.CANDIDATES)
     assert {} in search.CANDIDATES.values()
+
+
+def test_a_candidate_is_added_to_a_finished_search_without_training_the_others(
+    tracking_store, monkeypatch
+):
+    experiment = mlflow.set_experiment(configure_tracking(search.EXPERIMENT))
+    with mlflow.start_run(run_name="preset search") as parent:
+        pass
+    trained = []
+
+    def fake_train(config_overrides, seed, run_name, parent_run_id, **parameters):
+        """Stands in for notebook 02: a child run with what the table reads."""
+        trained.append(config_overrides)
+        with mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id) as child:
+            mlflow.log_param("config.seed", seed)
+            mlflow.log_metric("Val_F1_Score", 0.75, step=0)
+            mlflow.set_tag("best_epoch", "0")
+            mlflow.log_metrics({"Test_F1_Score": 0.8, "Test_PR_AUC": 0.88})
+        return child.info.run_id
+
+    monkeypatch.setattr("custom_module.train.train", fake_train)
+    added = "cpu preset, batch 8"
+    search.main(["--parent", parent.info.run_id, "--candidate", added, "--seeds", "5"])
+    assert trained == [search.CANDIDATES[added]]
+    table = search.search_table(parent.info.run_id)
+    assert list(table.index) == [added] and table.loc[added, "seeds"] == 1
+    runs = mlflow.search_runs([experiment.experiment_id])
+    assert list(runs["tags.mlflow.runName"]).count("preset search") == 1  # no second parent

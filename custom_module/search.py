@@ -6,10 +6,10 @@ opens one parent run, `preset search`, in the experiment `lexglue-unfair-tos-sea
 trains every candidate with every seed as a child run through notebook 02 (`train.train`, the
 one code path), tagged with the candidate's name. `--parent PARENT_RUN_ID --candidate NAME` adds
 a candidate's runs to a finished search instead, so the table grows without training the others
-again. `search_table(parent_run_id)` is the README's
-"how the preset was chosen" table, read back from those runs: per candidate, the median over
-seeds of the best validation F1 (what chooses), of test F1 and PR-AUC at threshold 0.5 and of
-the training time. `python -m custom_module.search --table PARENT_RUN_ID` prints it again.
+again. `search_table(parent_run_id)` is the README's "how the preset was chosen" table, read
+back from those runs: per candidate, the median over seeds of the best validation F1 (what
+chooses), of test F1 and PR-AUC at threshold 0.5 and of the training time.
+`python -m custom_module.search --table PARENT_RUN_ID` prints it again.
 """
 
 from __future__ import annotations

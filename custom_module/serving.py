@@ -50,7 +50,7 @@ PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 SERVING_PACKAGES = ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy")
 # How the pyfunc computes: PyTorch on the merged float model, or ONNX Runtime on an ONNX copy of
 # it, in float (the same answers) or int8 (`custom_module/quantization.py`). Measured side by side
-# by `benchmarks/serving.py` (README): ONNX Runtime 1.2x PyTorch's throughput here, int8 1.4x
+# by `benchmarks/serving.py` (README): ONNX Runtime 1.10x PyTorch's throughput here, int8 1.35x
 # at 0.007 less test F1.
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head

@@ -1,5 +1,6 @@
 """The numbers the notebooks teach, checked on a fresh execution of them: the runs that nbval's
-re-execution just logged to its scratch store (`make test` points `FRESH_STORE` at it).
+re-execution just logged to its scratch stores (`make test` points `FRESH_STORE` at the store of
+notebooks 02-04, and `FRESH_WORKSHOP_STORE` at the one of 01 and 05).
 
 Without `FRESH_STORE` these checks are skipped: a plain `pytest tests` has no fresh execution to
 read. Each check allows what a new seed or another machine moves (see `taught.py`).

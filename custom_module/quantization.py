@@ -83,7 +83,7 @@ def feed_forward_outputs(path: Path) -> list[str]:
 
 def export_int8(merged: TransformerModule, path: Path) -> None:
     """Export `merged` (a `merged_copy`) to ONNX and quantize it dynamically to int8 at `path`
-    (about 23 MB for MiniLM, against 90 MB in float)."""
+    (34 MB for MiniLM, its feed-forward outputs kept in float, against 91 MB in float)."""
     with tempfile.TemporaryDirectory() as scratch:
         float_model = Path(scratch) / "model.onnx"
         export_onnx(merged, float_model)

@@ -24,10 +24,11 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 TEXT_COLUMN = "text"
-# Clauses per forward pass, after sorting a request by length. Small batches pad least: on the
-# test split in requests of 256, batches of 16 ran 1.3x faster than batches of 64 on 2 cores
-# (`benchmarks/serving.py` measures both side by side).
-BATCH_SIZE = 16
+# Clauses per forward pass by runtime, after sorting a request by length. Small batches pad
+# least: on the test split in requests of 256 on 2 cores, PyTorch ran 1.3x faster in batches of
+# 16 than of 64, and ONNX Runtime 0-11% faster in batches of 8 than of 16 (five runs)
+# (`benchmarks/serving.py` measures each runtime side by side with its runner-up size).
+BATCH_SIZES = {"torch": 16, "onnx": 8, "onnx-int8": 8}
 HEAD_FILE = "head.safetensors"  # the mean-pooling head: `weight` (labels x hidden), `bias`
 # The ONNX runtimes' models (token ids and mask in, logits out), by runtime.
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -74,9 +75,9 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
         folder = context.artifacts["classifier"]
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.batch_size = BATCH_SIZE
-        self.session = None
         runtime = self.settings.get("runtime", "torch")
+        self.batch_size = BATCH_SIZES[runtime]
+        self.session = None
         if runtime in ONNX_FILES:
             import onnxruntime  # only these runtimes need it (and list it in their requirements)
 

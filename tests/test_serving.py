@@ -15,7 +15,7 @@ from custom_module import run_config
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
 from custom_module.evaluation import classify_clauses, logged_report
 from custom_module.notebooks import run_notebook
-from custom_module.pyfunc_model import BATCH_SIZE
+from custom_module.pyfunc_model import BATCH_SIZES
 from custom_module.results import read_results
 from custom_module.serving import (
     INPUT_EXAMPLE,
@@ -136,7 +136,7 @@ def test_answers_do_not_depend_on_how_clauses_are_batched(pyfunc, clauses):
         classifier.batch_size = 1
         one_by_one = classifier.probabilities(clauses)
     finally:
-        classifier.batch_size = BATCH_SIZE
+        classifier.batch_size = BATCH_SIZES["torch"]
     assert one_by_one == pytest.approx(batched, abs=1e-5)
 
 
@@ -164,8 +164,9 @@ def int8_model(smoke_run_id, logged, tmp_path_factory) -> Path:
 
 
 def test_onnx_runtime_answers_like_the_module(onnx_model, clauses, expected):
-    answer = mlflow.pyfunc.load_model(str(onnx_model)).predict(pd.DataFrame({"text": clauses}))
-    assert_same_predictions(answer, expected)
+    model = mlflow.pyfunc.load_model(str(onnx_model))
+    assert model.unwrap_python_model().batch_size == BATCH_SIZES["onnx"]
+    assert_same_predictions(model.predict(pd.DataFrame({"text": clauses})), expected)
     assert "onnxruntime==" in (onnx_model / "requirements.txt").read_text()
 
 

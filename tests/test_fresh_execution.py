@@ -99,12 +99,14 @@ def test_fresh_champion_is_the_fresh_run(training_run):
     assert champion.run_id == training_run.info.run_id  # notebook 04 promoted it
 
 
-def test_fresh_workshop_sweep_and_resume():
+@pytest.fixture
+def workshop_store():
+    """Notebooks 01 and 05's store, for as long as one check runs."""
     with tracking_store(FRESH_WORKSHOP_STORE):
-        check_workshop_sweep_and_resume()
+        yield
 
 
-def check_workshop_sweep_and_resume() -> None:
+def test_fresh_workshop_sweep_and_resume(workshop_store):
     resumed_run = latest_finished_run("lexglue-unfair-tos-workshop")  # notebook 05's last run
     sweep_parent = mlflow.search_runs(
         [resumed_run.info.experiment_id],

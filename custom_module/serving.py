@@ -49,9 +49,9 @@ PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 # What pyfunc_model.py imports, pinned to this machine's versions (see `pip_requirements`).
 SERVING_PACKAGES = ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy")
 # How the pyfunc computes: PyTorch on the merged float model, or ONNX Runtime on an ONNX copy of
-# it, in float (the same answers) or int8 (`custom_module/quantization.py`). Measured side by side
-# by `benchmarks/serving.py` (README): ONNX Runtime 1.10x PyTorch's throughput here, int8 1.35x
-# at 0.007 less test F1.
+# it, in float (the same answers) or int8 (`custom_module/quantization.py`). Their throughput and
+# test F1 side by side: `benchmarks/serving.py` (the README gives its last run). pyfunc_model.py
+# has a batch size for each (tests/test_serving.py checks the two agree).
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
 INPUT_EXAMPLE = pd.DataFrame(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from custom_module import run_config
+from custom_module import pyfunc_model, quantization, run_config, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
 from custom_module.evaluation import classify_clauses, logged_report
 from custom_module.notebooks import run_notebook
@@ -76,6 +76,13 @@ def assert_same_predictions(answer: pd.DataFrame, expected: pd.DataFrame) -> Non
     # Merging LoRA into the encoder reorders float32 sums: equal up to rounding.
     assert answer["prob_unfair"].to_numpy() == pytest.approx(expected["prob_unfair"], abs=1e-4)
     assert answer["label"].tolist() == expected["label"].tolist()
+
+
+def test_the_pyfunc_file_agrees_with_the_package_it_cannot_import():
+    # pyfunc_model.py runs without this repository, so it repeats these names: they must match.
+    assert set(BATCH_SIZES) == set(serving.RUNTIMES)
+    assert pyfunc_model.ONNX_FILES == quantization.ONNX_FILES
+    assert pyfunc_model.HEAD_FILE == serving.HEAD_FILE
 
 
 def test_first_model_becomes_champion_of_the_training_run(logged, smoke_run_id):

@@ -61,7 +61,7 @@ test: lint
 		test-notebooks-02-04 test-notebooks-01-05 test-package && \
 	FRESH_STORE=sqlite:///$$scratch/test-notebooks-02-04/mlflow.db \
 	FRESH_WORKSHOP_STORE=sqlite:///$$scratch/test-notebooks-01-05/mlflow.db \
-		$(PYTHON) -m pytest tests/test_fresh_execution.py -p no:cacheprovider; \
+		$(PYTEST) tests/test_fresh_execution.py; \
 	status=$$?; rm -rf $$scratch; exit $$status
 
 # The three jobs of `make test` (SCRATCH: the folder the notebooks' stores go in).

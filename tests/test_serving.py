@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import mlflow
+import onnx
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from transformers import AutoConfig
 
 from custom_module import pyfunc_model, quantization, run_config, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
@@ -184,6 +187,33 @@ def test_onnx_int8_runtime_predicts_close_to_the_module(int8_model, clauses, exp
     assert difference.max() < 0.05, difference.describe()
     assert difference.max() > 1e-3  # beyond float rounding: it ran the int8 model
     assert "onnxruntime==" in (int8_model / "requirements.txt").read_text()
+
+
+def test_the_int8_model_multiplies_every_linear_layer_in_int8(int8_model):
+    graph = onnx.load(str(int8_model / "artifacts" / "classifier" / "model.int8.onnx")).graph
+    operators = Counter(node.op_type for node in graph.node)
+    blocks = AutoConfig.from_pretrained(int8_model / "artifacts" / "classifier").num_hidden_layers
+    # Per block: attention (its query, key and value in one product), then its output and the two
+    # feed-forward layers; then the head. No float matrix product is left.
+    assert operators["QAttention"] == blocks, operators
+    assert operators["MatMulInteger"] == 3 * blocks + 1, operators
+    assert operators["MatMul"] == operators["Gemm"] == operators["Attention"] == 0, operators
+
+
+def test_an_export_that_scores_padding_wrong_is_refused(smoke_run_id, monkeypatch, tmp_path):
+    fused = quantization.fused_for_onnx_runtime
+
+    def without_the_mask(model):  # the failure the example batch's padding is there to catch
+        model = fused(model)
+        for node in model.graph:
+            if node.op_type == "Attention":
+                node.resize_inputs(quantization.MASK_INDEX)
+        return model
+
+    monkeypatch.setattr(quantization, "fused_for_onnx_runtime", without_the_mask)
+    merged = quantization.merged_copy(load_epoch(smoke_run_id, 0))
+    with pytest.raises(RuntimeError, match="does not reproduce PyTorch's logits"):
+        quantization.export_onnx(merged, tmp_path / "model.onnx")
 
 
 def test_an_unknown_runtime_is_refused_before_anything_is_written(smoke_run_id, tmp_path):

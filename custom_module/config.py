@@ -140,11 +140,20 @@ def mixed_precision_for_device() -> str:
     return "16-mixed"
 
 
-def preset(name: str = "auto", **overrides) -> TrainConfig:
+def preset(name: str = "auto", config_overrides: dict | None = None, **overrides) -> TrainConfig:
     """The named preset with `overrides` applied. `auto` is `gpu` with CUDA, else `cpu`.
 
     An override of `None` keeps the preset's value, so notebook parameters can default to None.
+    `config_overrides` holds more fields by name, as notebook 02's parameter of that name does: it
+    may repeat a field the notebook also takes by name (`lora_r`, `seed`, ...), and a field set to
+    two different values is refused.
     """
+    for field, value in (config_overrides or {}).items():
+        if overrides.get(field) not in (None, value):
+            raise ValueError(
+                f"{field} is set twice: {overrides[field]!r}, and {value!r} in config_overrides."
+            )
+        overrides[field] = value
     if name == "auto":
         import torch
 

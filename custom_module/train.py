@@ -35,30 +35,11 @@ def train(output: Path | None = None, log_output: bool = False, **parameters) ->
 
     `output` keeps the executed notebook; by default it is discarded.
     """
-    parameters = notebook_parameters(parameters)
     with tempfile.TemporaryDirectory() as scratch:
         path = run_notebook(
             TRAINING_NOTEBOOK, output or Path(scratch) / TRAINING_NOTEBOOK, parameters, log_output
         )
         return read_results(path)["run_id"]
-
-
-def notebook_parameters(parameters: dict) -> dict:
-    """`parameters` with each `config_overrides` field that notebook 02 also takes by name
-    (`lora_r`, `seed`, ...) moved to that parameter: the notebook hands both to `preset`, which
-    takes each field once. A field set to two different values is refused."""
-    overrides = dict(parameters.get("config_overrides") or {})
-    moved = {}
-    for name in set(declared_parameters(TRAINING_NOTEBOOK)) & set(overrides):
-        value = overrides.pop(name)
-        if parameters.get(name) not in (None, value):
-            raise ValueError(
-                f"{name} is set twice: {parameters[name]!r}, and {value!r} in config_overrides."
-            )
-        moved[name] = value
-    if not moved:
-        return parameters
-    return {**parameters, **moved, "config_overrides": overrides or None}
 
 
 def resume(run_id: str, output: Path | None = None, log_output: bool = False) -> str:

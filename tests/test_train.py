@@ -18,7 +18,7 @@ from run_layout import artifact_paths, logged_layout
 from custom_module import PRESETS, TransformerModule, preset, runs
 from custom_module.config import ALL_LINEAR_TARGETS, ATTENTION_TARGETS
 from custom_module.notebooks import parse_value
-from custom_module.train import notebook_parameters, parse_args
+from custom_module.train import parse_args
 
 
 def test_run_has_a_checkpoint_for_every_epoch(smoke_run_id):
@@ -140,18 +140,15 @@ def test_cli_values_become_python_scalars():
     assert parse_value("{1: 2}") == "{1: 2}"  # a dict of overrides is keyed by field name
 
 
-def test_an_override_of_a_named_parameter_moves_to_that_parameter():
-    # Notebook 02 passes `lora_r` and `config_overrides` to `preset` together.
-    moved = notebook_parameters({"config_overrides": {"lora_r": 16, "lora_alpha": 16}})
-    assert moved == {"lora_r": 16, "config_overrides": {"lora_alpha": 16}}
-    assert notebook_parameters({"seed": 1, "config_overrides": {"seed": 1}}) == {
-        "seed": 1,
-        "config_overrides": None,
-    }
-    plain = {"seed": 1, "config_overrides": {"lora_alpha": 16}}
-    assert notebook_parameters(plain) == plain
+def test_config_overrides_may_repeat_a_named_field_but_not_contradict_it():
+    # Notebook 02 passes `lora_r`, `seed`, ... by name and `config_overrides` beside them.
+    config = preset("cpu", lora_r=None, config_overrides={"lora_r": 16, "lora_alpha": 16})
+    assert (config.lora_r, config.lora_alpha) == (16, 16)
+    assert preset("cpu", seed=1, config_overrides={"seed": 1}).seed == 1
     with pytest.raises(ValueError, match="seed is set twice: 1, and 2 in config_overrides"):
-        notebook_parameters({"seed": 1, "config_overrides": {"seed": 2}})
+        preset("cpu", seed=1, config_overrides={"seed": 2})
+    with pytest.raises(ValueError, match=r"Unknown TrainConfig field\(s\): \['lora_rank'\]"):
+        preset("cpu", config_overrides={"lora_rank": 16})
 
 
 def test_cli_rejects_an_option_the_notebook_does_not_take():

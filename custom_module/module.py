@@ -98,6 +98,7 @@ class TransformerModule(pl.LightningModule):
         lora_r: int = TrainConfig.lora_r,
         lora_alpha: int = TrainConfig.lora_alpha,
         lora_dropout: float = TrainConfig.lora_dropout,
+        encoder_dropout: float = TrainConfig.encoder_dropout,
         lora_target_modules: str | Sequence[str] = TrainConfig.lora_target_modules,
         pos_weight: Sequence[float] | None = None,
         pooling: str = TrainConfig.pooling,
@@ -108,16 +109,21 @@ class TransformerModule(pl.LightningModule):
             raise ValueError("The binary task has exactly one logit: use num_labels=1.")
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+        # BERT and RoBERTa name their dropout probabilities alike.
+        dropout = {
+            "hidden_dropout_prob": encoder_dropout,
+            "attention_probs_dropout_prob": encoder_dropout,
+        }
         if pooling == "cls":
             base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(model_name), num_labels=num_labels
+                resolve_model_path(model_name), num_labels=num_labels, **dropout
             )
             # SEQ_CLS also trains the new classification head in full ("classifier": one
             # linear layer in BERT, dense + out_proj in RoBERTa): it starts random.
             task_type, self.head = TaskType.SEQ_CLS, None
         else:
             base = AutoModel.from_pretrained(
-                resolve_model_path(model_name), add_pooling_layer=False
+                resolve_model_path(model_name), add_pooling_layer=False, **dropout
             )
             # The head is ours, outside PEFT, and trains in full: dropout, then one linear layer.
             task_type = TaskType.FEATURE_EXTRACTION
@@ -161,6 +167,7 @@ class TransformerModule(pl.LightningModule):
             lora_r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
+            encoder_dropout=config.encoder_dropout,
             lora_target_modules=config.lora_target_modules,
             pos_weight=pos_weight,
             pooling=config.pooling,

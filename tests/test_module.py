@@ -115,6 +115,15 @@ def test_dropout_is_active_while_training(smoke_parts):
     assert probe.modes == [True, True]
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_encoder_dropout_sets_every_dropout_of_the_encoder_and_head(pooling):
+    module = TransformerModule(pooling=pooling, encoder_dropout=0.2)
+    probabilities = {m.p for m in module.modules() if isinstance(m, nn.Dropout)}
+    assert probabilities == {0.2}
+    # Attention's dropout is not an nn.Dropout: it is handed to scaled_dot_product_attention.
+    assert module.model.base_model.model.config.attention_probs_dropout_prob == 0.2
+
+
 def test_epoch_metrics_equal_sklearn_on_the_same_predictions(smoke_parts):
     _, datamodule, module = smoke_parts
     trainer = quiet_trainer()

@@ -15,7 +15,13 @@ from sklearn.metrics import f1_score
 
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
 from custom_module.config import run_config
-from custom_module.evaluation import SplitPredictions, lexglue_columns, predict
+from custom_module.evaluation import (
+    DEFAULT_THRESHOLD,
+    SplitPredictions,
+    binary_scores,
+    lexglue_columns,
+    predict,
+)
 from data import LABEL_NAMES, LexGlueDataModule
 
 # Test-split μ-F1 / m-F1 in percent: the LexGLUE paper (Chalkidis et al., ACL 2022),
@@ -35,7 +41,8 @@ NO_UNFAIR_LABEL = "no unfair label"
 
 
 def multilabel_result(run_id: str) -> dict:
-    """LexGLUE's scores for the test split at the run's best epoch, overall and per column."""
+    """LexGLUE's scores for the test split at the run's best epoch, overall and per column, and
+    the same predictions read as the binary task (`as_binary`: unfair when any category is)."""
     config = run_config(run_id)
     if config.task != "multilabel":
         raise ValueError(
@@ -46,9 +53,9 @@ def multilabel_result(run_id: str) -> dict:
     datamodule = LexGlueDataModule.from_config(config)
     datamodule.setup()
     probabilities = predict(load_epoch(run_id, best_epoch), datamodule.eval_dataloader("test"))
-    truth, predicted = lexglue_columns(
-        SplitPredictions(probabilities, datamodule.categories["test"])
-    )
+    test = SplitPredictions(probabilities, datamodule.categories["test"])
+    truth, predicted = lexglue_columns(test)
+    as_binary = binary_scores(test.is_unfair, test.prob_unfair, DEFAULT_THRESHOLD)
     per_column = f1_score(truth, predicted, average=None, zero_division=0)
     return {
         "run_id": run_id,
@@ -59,6 +66,7 @@ def multilabel_result(run_id: str) -> dict:
             name: round(100 * float(f1), 1)
             for name, f1 in zip([*LABEL_NAMES, NO_UNFAIR_LABEL], per_column, strict=True)
         },
+        "as_binary": {k: round(as_binary[k], 4) for k in ("precision", "recall", "f1", "pr_auc")},
     }
 
 
@@ -84,4 +92,21 @@ def describe(result: dict) -> str:
         f"{'and' if result['macro_f1'] > collapsed else 'but not'} above the collapsed "
         f"community MiniLM ({collapsed:.1f}). The weakest column is {weakest!r} "
         f"(F1 {result['f1_per_column'][weakest]:.1f})."
+    )
+
+
+def describe_as_binary(result: dict, binary_test: dict) -> str:
+    """The multilabel run against a binary run's test scores at 0.5, on the binary question:
+    could one model serve both tasks? True for any pair of runs."""
+    ours = result["as_binary"]
+    both = ours["f1"] >= binary_test["f1"] and ours["pr_auc"] >= binary_test["pr_auc"]
+    return (
+        f"Read as fair vs unfair (unfair when any category is above 0.5), the multilabel run "
+        f"scores test F1 {ours['f1']:.3f} and PR-AUC {ours['pr_auc']:.3f} at its best epoch, "
+        f"against {binary_test['f1']:.3f} and {binary_test['pr_auc']:.3f} for the binary run: "
+        + (
+            "one model could serve both questions."
+            if both
+            else "the binary run stays the better model for the fair-vs-unfair question."
+        )
     )

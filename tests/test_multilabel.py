@@ -65,6 +65,10 @@ def test_notebook_03s_lexglue_section_scores_the_best_epoch_like_the_report(repo
     assert result["micro_f1"] == pytest.approx(100 * report.lexglue["micro_f1"], abs=0.05)
     assert result["macro_f1"] == pytest.approx(100 * report.lexglue["macro_f1"], abs=0.05)
     assert list(result["f1_per_column"]) == [*LABEL_NAMES, lexglue.NO_UNFAIR_LABEL]
+    # Read as the binary task, the same predictions give the report's scores at 0.5.
+    for name in ("f1", "pr_auc"):
+        expected = report.test_at_default_threshold[name]
+        assert result["as_binary"][name] == pytest.approx(expected, abs=1e-4)
     table = lexglue.comparison_table(result)
     assert len(table) == len(lexglue.PUBLISHED) + 1
     assert table["macro_f1"].is_monotonic_decreasing
@@ -82,6 +86,20 @@ def test_describe_says_where_the_run_stands(macro_f1, words):
     sentence = lexglue.describe({"micro_f1": 95.0, "macro_f1": macro_f1, "f1_per_column": columns})
     assert all(word in sentence for word in words), sentence
     assert "'Arbitration' (F1 20.0)" in sentence
+
+
+@pytest.mark.parametrize(
+    ("as_binary", "words"),
+    [
+        ({"f1": 0.79, "pr_auc": 0.87}, "the binary run stays the better model"),
+        ({"f1": 0.79, "pr_auc": 0.90}, "the binary run stays the better model"),
+        ({"f1": 0.82, "pr_auc": 0.90}, "one model could serve both questions"),
+    ],
+)
+def test_describe_as_binary_says_which_model_answers_fair_vs_unfair(as_binary, words):
+    sentence = lexglue.describe_as_binary({"as_binary": as_binary}, {"f1": 0.8, "pr_auc": 0.88})
+    assert words in sentence, sentence
+    assert f"F1 {as_binary['f1']:.3f}" in sentence and "against 0.800 and 0.880" in sentence
 
 
 def test_a_binary_run_is_refused_with_what_to_train_instead(smoke_run_id):

@@ -97,7 +97,7 @@ def describe(result: dict) -> str:
 
 def describe_as_binary(result: dict, binary_test: dict) -> str:
     """The multilabel run against a binary run's test scores at 0.5, on the binary question:
-    could one model serve both tasks? True for any pair of runs."""
+    could one model serve both tasks? Only when it matches the binary run's F1 and PR-AUC."""
     ours = result["as_binary"]
     both = ours["f1"] >= binary_test["f1"] and ours["pr_auc"] >= binary_test["pr_auc"]
     return (

@@ -1,5 +1,6 @@
-# Two commands: `make tutorial` runs the notebooks, `make test` runs every check.
-# Both set up .venv on first use. The data comes from the Hugging Face hub unless a local copy
+# `make lab` opens the notebooks in JupyterLab, `make ui` the MLflow UI on the runs they logged,
+# `make tutorial` runs the notebooks in batch, `make test` runs every check.
+# Each sets up .venv on first use. The data comes from the Hugging Face hub unless a local copy
 # is configured: LEXGLUE_PATH, or a copy at ../shared/data/lex_glue.
 
 VENV ?= .venv
@@ -13,7 +14,7 @@ ifneq ($(strip $(LEXGLUE_PATH)),)
 export HF_HUB_OFFLINE ?= 1
 endif
 
-.PHONY: setup tutorial notebooks test lint test-package test-notebooks-02-04 test-notebooks-01-05
+.PHONY: setup lab ui tutorial notebooks test lint test-package test-notebooks-02-04 test-notebooks-01-05
 
 setup: $(VENV)/.installed
 
@@ -26,6 +27,24 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m pip install --quiet --no-compile -r requirements-dev.txt -e .
 	$(PYTHON) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
+
+# JupyterLab on this machine only (127.0.0.1), started in notebooks/ with .venv's Python as the
+# kernel: the notebooks import the repository's package and see the data settings above.
+# Jupyter refuses root unless told (containers, CI machines run as root).
+LAB_PORT ?= 8888
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: setup
+	cd notebooks && ../$(PYTHON) -m jupyter lab --ServerApp.ip=127.0.0.1 \
+		--ServerApp.port=$(LAB_PORT) $(LAB_ROOT) $(LAB_ARGS)
+
+# The MLflow UI on the store the notebooks log to (the repository's mlflow.db, or the
+# MLFLOW_TRACKING_URI you set), on 127.0.0.1 only. Job execution is off: the UI only reads, and
+# would otherwise start huey consumers that outlive it.
+UI_STORE ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
+UI_PORT ?= 5000
+ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PYTHON) -m mlflow ui \
+		--backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 # Execute notebooks 01-04 with papermill into output/ (default preset: auto).
 tutorial: setup

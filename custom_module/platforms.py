@@ -3,8 +3,9 @@
 The same code runs on a laptop, on Colab and on Databricks, but each place names things its own
 way: Databricks wants experiments at absolute workspace paths (`/Users/<you>/...`) and models in
 Unity Catalog under `catalog.schema.model`; the data comes from the Hugging Face hub unless a
-local copy (a folder, a `/Volumes/...` path) is configured. The functions here make those
-choices, each in one place, so that notebooks, the command line and the tests agree.
+local copy (a folder, a `/Volumes/...` path) is configured; on Colab each notebook gets a runtime
+of its own, so runs are kept on Google Drive. The functions here make those choices, each in one
+place, so that notebooks, the command line and the tests agree.
 
 Nothing heavy is imported at module level (no torch, transformers or mlflow): the Databricks SDK
 and MLflow are imported inside the functions that need them.
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -33,6 +36,13 @@ TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 # Unity Catalog names: at most 255 characters, no period (it separates the parts), space,
 # forward slash or ASCII control character; stored in lower case.
 UC_FORBIDDEN = re.compile(r"[.\s/\x00-\x1f\x7f]")
+# Where the repository is published. The one copy of it: scripts/stamp_repository_url.py stamps it
+# into the README's Colab links and every notebook's setup cell (which runs before this package
+# is cloned, so it cannot import it). While it names OWNER, the Colab setup cell stops and says so.
+REPOSITORY_URL = "https://github.com/OWNER/lexglue-lora-mlflow.git"
+# Colab: where its own examples mount Google Drive, and the store's folder in the learner's Drive.
+COLAB_DRIVE = "/content/drive"
+DRIVE_STORE_FOLDER = "MyDrive/lexglue-lora-mlflow"
 
 
 def on_databricks(environ: Mapping[str, str] | None = None) -> bool:
@@ -50,6 +60,62 @@ def on_colab(environ: Mapping[str, str] | None = None) -> bool:
     `google.colab` imported."""
     environ = os.environ if environ is None else environ
     return bool(environ.get("COLAB_RELEASE_TAG")) or "google.colab" in sys.modules
+
+
+def use_drive_store(
+    mount_point: str = COLAB_DRIVE, environ: MutableMapping[str, str] | None = None
+) -> str:
+    """On Colab, choose the MLflow store for this runtime, and return its URI: the one in
+    `MLFLOW_TRACKING_URI` if the learner set it (a tracking server; `databricks` for Databricks
+    Free Edition, with DATABRICKS_HOST and DATABRICKS_TOKEN), else a sqlite file on their Google
+    Drive, `MyDrive/lexglue-lora-mlflow/mlflow.db`, mounted here (Colab asks for access once).
+
+    Why Drive: each notebook opened from a Colab link runs in a runtime of its own, whose disk
+    goes with it, so a store in the clone would hide 02's run from 03 and 04. A Drive folder
+    outlives runtimes, and every runtime of the account mounts the same one; `configure_tracking`
+    then puts the artifacts beside the database, on Drive too (`tracking.artifact_root`).
+
+    Why through `MLFLOW_TRACKING_URI`, decided here once: `tracking.tracking_uri` reads it first,
+    and so does every process a notebook starts (papermill kernels, `mlflow models serve`), so
+    all of them use this store without deciding again; the setup cell stays one call.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("MLFLOW_TRACKING_URI"):
+        return environ["MLFLOW_TRACKING_URI"]
+    from google.colab import drive
+
+    drive.mount(mount_point)
+    database = Path(mount_point, DRIVE_STORE_FOLDER, "mlflow.db")
+    database.parent.mkdir(parents=True, exist_ok=True)
+    check_sqlite_on_drive(database)
+    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
+    return environ["MLFLOW_TRACKING_URI"]
+
+
+def check_sqlite_on_drive(database: Path) -> None:
+    """Make sure the sqlite file on Drive keeps a rollback journal and takes a write lock, before
+    MLflow opens it; else raise with what to do instead.
+
+    Drive reaches a runtime through a FUSE mount that uploads writes in the background. SQLite's
+    WAL mode does not work there: it shares an index in memory (the `-shm` file) that network and
+    FUSE file systems do not keep coherent, and it keeps recent commits in the `-wal` file, so
+    another runtime may read a `mlflow.db` without them. MLflow keeps SQLite's default rollback
+    journal, but a database once switched to WAL (by another tool) stays in WAL; this switches it
+    back. File locks do not reach from one runtime to another, so runtimes take turns writing to
+    the store, as the chain 02 → 03 → 04 does.
+    """
+    try:
+        with closing(sqlite3.connect(database, timeout=20, isolation_level=None)) as connection:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                connection.execute("PRAGMA journal_mode = DELETE")
+            connection.execute("BEGIN IMMEDIATE")  # the write lock MLflow will take
+            connection.execute("ROLLBACK")
+    except sqlite3.Error as error:
+        raise RuntimeError(
+            f"SQLite cannot use the MLflow store on Google Drive ({database}): {error}. Set "
+            "MLFLOW_TRACKING_URI to a tracking server (or `databricks`) before the setup cell, "
+            "or move the file aside on Drive if it is damaged."
+        ) from error
 
 
 def tracking_is_databricks(uri: str) -> bool:

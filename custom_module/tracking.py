@@ -3,7 +3,8 @@
 MLflow 3's default store is `./mlflow.db` of the *current* folder, so notebooks, the CLI and the
 tests started from different folders would each get their own. Everything here uses one store at
 the repository root (a sqlite file plus an artifact folder) unless `MLFLOW_TRACKING_URI` says
-otherwise (a tracking server, or `databricks`).
+otherwise (a tracking server, `databricks`, or on Colab the sqlite file on Google Drive that the
+setup cell chose with `platforms.use_drive_store`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def configure_tracking(experiment_name: str | None = None, uri: str | None = Non
 def artifact_root(uri: str) -> str | None:
     """For a sqlite store, the `mlartifacts` folder beside the database file; else the server's.
 
-    Without this MLflow would put artifacts under the *current* folder, scattering them.
+    Without this MLflow would put artifacts under the *current* folder, scattering them (and on
+    Colab leaving them in a runtime that is gone when the next notebook looks for them).
     """
     if not uri.startswith(SQLITE_PREFIX):
         return None

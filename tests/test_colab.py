@@ -1,0 +1,268 @@
+"""Colab, simulated without a network: its environment variable, a stand-in `google.colab` whose
+`drive.mount` links the mount point to one folder (the learner's Google Drive), and runtimes that
+are separate processes, each with its own `/content` and its own clone of the repository.
+
+The setup cell's own source is executed (IPython turns its `!` and `%` lines into calls on
+`get_ipython()`, answered here by a stand-in shell) up to the clone; what the cell does after the
+clone, the runtimes below do with the same calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import closing, suppress
+from pathlib import Path
+
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from custom_module.notebooks import NOTEBOOK_DIR, NOTEBOOKS
+from custom_module.platforms import DRIVE_STORE_FOLDER, use_drive_store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COLAB_ENV = {"COLAB_RELEASE_TAG": "release-colab_20250101-060000_RC00"}
+STAMPED = "https://github.com/ada/lexglue-lora-mlflow"
+EXPERIMENT = "colab-chain"
+STAND_IN_DRIVE = '''"""Stand-in for google.colab.drive: mounting links the mount point to
+STAND_IN_DRIVE, a folder that outlives every simulated runtime, as the learner's Drive does."""
+import os
+
+
+def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
+    if not os.path.exists(mountpoint):
+        os.makedirs(os.path.dirname(mountpoint), exist_ok=True)
+        os.symlink(os.environ["STAND_IN_DRIVE"], mountpoint)
+'''
+
+
+def setup_source(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+
+
+class ShellCalled(Exception):
+    """The cell reached its first `!` or `%` line: on Colab that is the clone."""
+
+
+class ColabShell:
+    """Answers `get_ipython()` for a cell: records the first shell command or magic, with its
+    `{variables}` expanded as IPython does, and stops the cell there."""
+
+    def __init__(self) -> None:
+        self.namespace: dict = {"get_ipython": lambda: self}
+        self.calls: list[str] = []
+
+    def run(self, source: str) -> ColabShell:
+        """Execute a cell's source as IPython would, up to its first shell command."""
+        code = TransformerManager().transform_cell(source)
+        with suppress(ShellCalled):
+            exec(code, self.namespace)  # noqa: S102 (a cell of our own notebooks)
+        return self
+
+    def system(self, command: str) -> None:
+        self.calls.append(command.format(**self.namespace))
+        raise ShellCalled
+
+    def run_line_magic(self, name: str, line: str) -> None:
+        self.calls.append(f"%{name} {line}")
+        raise ShellCalled
+
+
+@pytest.fixture
+def fresh_colab_runtime(monkeypatch, tmp_path) -> None:
+    """Colab's variable set, and a working folder with no checkout above it, as /content is."""
+    monkeypatch.setenv("COLAB_RELEASE_TAG", COLAB_ENV["COLAB_RELEASE_TAG"])
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    (tmp_path / "content").mkdir()
+    monkeypatch.chdir(tmp_path / "content")
+
+
+def test_every_notebook_has_the_same_setup_cell():
+    sources = {name: setup_source(NOTEBOOK_DIR / name) for name in NOTEBOOKS}
+    assert len(set(sources.values())) == 1, sorted(sources)
+
+
+def test_the_placeholder_url_stops_the_colab_setup_before_anything_is_cloned(fresh_colab_runtime):
+    shell = ColabShell()
+    with pytest.raises(RuntimeError) as stopped:
+        shell.run(setup_source(NOTEBOOK_DIR / NOTEBOOKS[0]))
+    assert shell.calls == []  # no git clone, no pip: the cell stopped first ...
+    command = re.search(r"scripts/\S+\.py", str(stopped.value))  # ... and named the fix
+    assert command and (REPO_ROOT / command[0]).is_file()
+    assert "REPOSITORY_URL" in str(stopped.value)
+
+
+def test_off_colab_and_databricks_the_setup_cell_does_nothing(monkeypatch, tmp_path):
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert ColabShell().run(setup_source(NOTEBOOK_DIR / NOTEBOOKS[0])).calls == []
+
+
+def stamp(root: Path, *arguments: str) -> subprocess.CompletedProcess:
+    script = REPO_ROOT / "scripts" / "stamp_repository_url.py"
+    command = [sys.executable, str(script), "--root", str(root), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_the_committed_copies_of_the_repository_url_agree_with_the_recorded_one():
+    result = stamp(REPO_ROOT, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_stamped_url_reaches_the_links_and_the_setup_cells_which_then_clone_it(
+    tmp_path, fresh_colab_runtime
+):
+    copy = tmp_path / "repository"
+    for part in ("notebooks", "custom_module"):
+        shutil.copytree(REPO_ROOT / part, copy / part, ignore=shutil.ignore_patterns("__py*"))
+    shutil.copy(REPO_ROOT / "README.md", copy / "README.md")
+    before = {p.name: json.loads(p.read_text()) for p in (copy / "notebooks").glob("*.ipynb")}
+
+    result = stamp(copy, STAMPED)
+    assert result.returncode == 0, result.stderr
+    assert stamp(copy, "--check").returncode == 0
+
+    for name, notebook in before.items():
+        source = setup_source(copy / "notebooks" / name)
+        shell = ColabShell().run(source)
+        assert shell.calls and shell.calls[0].split()[:2] == ["git", "clone"]
+        assert f"{STAMPED}.git" in shell.calls[0].split()
+        # Only the setup cell changed, and in it only the URL.
+        after = json.loads((copy / "notebooks" / name).read_text())
+        setup = next(i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "code")
+        assert after["cells"][:setup] + after["cells"][setup + 1 :] == (
+            notebook["cells"][:setup] + notebook["cells"][setup + 1 :]
+        )
+        assert source == setup_source(NOTEBOOK_DIR / name).replace(
+            "https://github.com/OWNER/lexglue-lora-mlflow.git", f"{STAMPED}.git"
+        )
+    readme = (copy / "README.md").read_text()
+    links = re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/", readme)
+    assert links and set(links) == {"ada/lexglue-lora-mlflow"}
+    assert not re.findall(r"github\.com/OWNER/", readme)  # nor the quick start's clone URL
+
+
+def test_a_url_that_is_not_on_github_is_refused(tmp_path):
+    shutil.copytree(REPO_ROOT / "custom_module", tmp_path / "custom_module")
+    assert stamp(tmp_path, "git@gitlab.com:ada/lexglue-lora-mlflow.git").returncode == 2
+
+
+# --- the store, across runtimes --------------------------------------------------------------
+
+
+@pytest.fixture
+def google_drive(tmp_path, monkeypatch) -> Iterator[Path]:
+    """The learner's Google Drive (a folder with `MyDrive`), and a stand-in `google.colab` that
+    mounts it; both importable in this process and in the runtimes it starts."""
+    drive = tmp_path / "google-drive"
+    (drive / "MyDrive").mkdir(parents=True)
+    stand_in = tmp_path / "stand-in"
+    (stand_in / "google" / "colab").mkdir(parents=True)  # `google` stays a namespace package
+    (stand_in / "google" / "colab" / "__init__.py").write_text("")
+    (stand_in / "google" / "colab" / "drive.py").write_text(STAND_IN_DRIVE)
+    monkeypatch.setenv("STAND_IN_DRIVE", str(drive))
+    monkeypatch.syspath_prepend(str(stand_in))
+    yield drive
+    for name in ("google.colab.drive", "google.colab"):
+        sys.modules.pop(name, None)
+
+
+# What the setup cell runs after the clone, in a runtime whose clone is `clone`.
+AFTER_CLONE = """
+import sys
+sys.path.insert(0, {clone!r})
+import custom_module
+assert custom_module.__file__.startswith({clone!r}), custom_module.__file__  # never the checkout
+from custom_module.platforms import use_drive_store
+print(use_drive_store(mount_point={mount!r}))
+"""
+# How notebook 02 files its run: the experiment made by configure_tracking, a run, its config.
+NOTEBOOK_02 = """
+import dataclasses
+import mlflow
+from custom_module import preset
+from custom_module.config import CONFIG_ARTIFACT
+from custom_module.tracking import configure_tracking
+config = preset("smoke", experiment_name={experiment!r})
+mlflow.set_experiment(configure_tracking(config.experiment_name))
+with mlflow.start_run(run_name=config.run_name) as run:
+    mlflow.log_params(config.as_params())
+    mlflow.log_dict(dataclasses.asdict(config), CONFIG_ARTIFACT)
+print(run.info.run_id)
+"""
+# How notebook 03 finds it: the latest finished run of the experiment, and the config it logged.
+NOTEBOOK_03 = """
+from custom_module import run_config
+from custom_module.tracking import find_run
+run = find_run(None, {experiment!r})
+print(run.info.run_id)
+print(run_config(run.info.run_id).preset)
+"""
+
+
+def run_in_a_fresh_runtime(runtime: Path, notebook: str, google_drive: Path) -> list[str]:
+    """`notebook`'s code in a new process that stands for a Colab runtime: its own /content
+    with its own clone of this repository, Colab's variable, no MLFLOW_TRACKING_URI."""
+    clone = runtime / "content" / "lexglue-lora-mlflow"
+    shutil.copytree(
+        REPO_ROOT / "custom_module", clone / "custom_module", ignore=shutil.ignore_patterns("__py*")
+    )
+    (clone / "notebooks").mkdir()
+    code = AFTER_CLONE.format(clone=str(clone), mount=str(runtime / "content" / "drive"))
+    code += notebook.format(experiment=EXPERIMENT)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    environ.update(COLAB_ENV, PYTHONPATH=str(google_drive.parent / "stand-in"))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=clone / "notebooks",
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.split()
+
+
+def test_notebook_03_in_its_own_runtime_finds_the_run_notebook_02_logged_in_another(
+    tmp_path, google_drive
+):
+    store_02, run_id = run_in_a_fresh_runtime(tmp_path / "runtime-02", NOTEBOOK_02, google_drive)
+    shutil.rmtree(tmp_path / "runtime-02")  # 02's runtime is recycled, its disk with it
+    store_03, *found = run_in_a_fresh_runtime(tmp_path / "runtime-03", NOTEBOOK_03, google_drive)
+    assert found == [run_id, "smoke"]  # the run, and its config.json artifact
+    # Each runtime reached the one database on Drive through its own mount point.
+    assert [store_02, store_03] == [
+        f"sqlite:///{tmp_path / runtime / 'content' / 'drive' / DRIVE_STORE_FOLDER / 'mlflow.db'}"
+        for runtime in ("runtime-02", "runtime-03")
+    ]
+    assert (google_drive / DRIVE_STORE_FOLDER / "mlflow.db").is_file()
+
+
+def test_a_tracking_uri_the_learner_set_is_kept_and_drive_is_not_mounted(tmp_path, google_drive):
+    environ = {"MLFLOW_TRACKING_URI": "databricks"}
+    assert use_drive_store(mount_point=str(tmp_path / "drive"), environ=environ) == "databricks"
+    assert not (tmp_path / "drive").exists()
+
+
+def test_a_store_left_in_wal_mode_is_switched_back_to_a_rollback_journal(tmp_path, google_drive):
+    database = google_drive / DRIVE_STORE_FOLDER / "mlflow.db"
+    database.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(database)) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("CREATE TABLE kept (x)")
+    environ: dict[str, str] = {}
+    uri = use_drive_store(mount_point=str(tmp_path / "drive"), environ=environ)
+    assert uri == f"sqlite:///{tmp_path / 'drive' / DRIVE_STORE_FOLDER / 'mlflow.db'}"
+    assert environ["MLFLOW_TRACKING_URI"] == uri  # for every process the notebook starts
+    with closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [("kept",)]

@@ -39,6 +39,11 @@ def test_category_counts_add_up_to_at_least_the_unfair_clauses():
     assert counts["train"]["Limitation of liability"] == 191
 
 
+def test_128_tokens_truncate_70_37_and_20_clauses_of_the_splits():
+    over = results("01_data_exploration.ipynb")["over_max_length"]  # MiniLM's tokenizer, 128
+    assert over == {"train": 70, "validation": 37, "test": 20}
+
+
 def test_training_used_every_clause_and_the_cpu_presets_lora_size():
     training = results("02_peft_training.ipynb")
     assert training["preset"] == "cpu"

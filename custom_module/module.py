@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from data import LexGlueDataModule
 
 STAGE_PREFIX = {"fit": "Train_", "validate": "Val_", "test": "Test_"}
-POOLINGS = ("mean", "cls")
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -79,6 +78,46 @@ def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
     return MetricCollection(metrics, prefix=prefix)
 
 
+def dropout_settings(encoder_dropout: float) -> dict[str, float]:
+    """The encoder's own dropout, on hidden states and attention (BERT and RoBERTa name both
+    alike)."""
+    return {
+        "hidden_dropout_prob": encoder_dropout,
+        "attention_probs_dropout_prob": encoder_dropout,
+    }
+
+
+def mean_pooling_encoder(
+    model_path: str, num_labels: int, encoder_dropout: float
+) -> tuple[nn.Module, nn.Dropout, nn.Linear, TaskType]:
+    """The encoder alone, and our head on the mean of its token vectors (`pooling="mean"`).
+
+    The head lives outside PEFT and trains in full: it starts random, so there is nothing to
+    adapt. Returns (encoder, head dropout, head, the PEFT task type of the encoder).
+    """
+    encoder = AutoModel.from_pretrained(
+        model_path, add_pooling_layer=False, **dropout_settings(encoder_dropout)
+    )
+    head = nn.Linear(encoder.config.hidden_size, num_labels)
+    return encoder, nn.Dropout(encoder_dropout), head, TaskType.FEATURE_EXTRACTION
+
+
+def cls_head_encoder(
+    model_path: str, num_labels: int, encoder_dropout: float
+) -> tuple[nn.Module, None, None, TaskType]:
+    """The blog's model (`pooling="cls"`): `AutoModelForSequenceClassification`, whose own head
+    reads the first token. PEFT's SEQ_CLS task trains that new head in full ("classifier": one
+    linear layer in BERT, dense + out_proj in RoBERTa), so no head of ours is needed."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path, num_labels=num_labels, **dropout_settings(encoder_dropout)
+    )
+    return model, None, None, TaskType.SEQ_CLS
+
+
+HEADS = {"mean": mean_pooling_encoder, "cls": cls_head_encoder}
+POOLINGS = tuple(HEADS)
+
+
 class TransformerModule(pl.LightningModule):
     """LoRA fine-tuning of a pretrained encoder for UNFAIR-ToS.
 
@@ -109,26 +148,9 @@ class TransformerModule(pl.LightningModule):
             raise ValueError("The binary task has exactly one logit: use num_labels=1.")
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
-        # BERT and RoBERTa name their dropout probabilities alike.
-        dropout = {
-            "hidden_dropout_prob": encoder_dropout,
-            "attention_probs_dropout_prob": encoder_dropout,
-        }
-        if pooling == "cls":
-            base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(model_name), num_labels=num_labels, **dropout
-            )
-            # SEQ_CLS also trains the new classification head in full ("classifier": one
-            # linear layer in BERT, dense + out_proj in RoBERTa): it starts random.
-            task_type, self.head = TaskType.SEQ_CLS, None
-        else:
-            base = AutoModel.from_pretrained(
-                resolve_model_path(model_name), add_pooling_layer=False, **dropout
-            )
-            # The head is ours, outside PEFT, and trains in full: dropout, then one linear layer.
-            task_type = TaskType.FEATURE_EXTRACTION
-            self.head_dropout = nn.Dropout(base.config.hidden_dropout_prob)
-            self.head = nn.Linear(base.config.hidden_size, num_labels)
+        encoder, self.head_dropout, self.head, task_type = HEADS[pooling](
+            resolve_model_path(model_name), num_labels, encoder_dropout
+        )
         lora = LoraConfig(
             task_type=task_type,
             r=lora_r,
@@ -138,7 +160,7 @@ class TransformerModule(pl.LightningModule):
             if isinstance(lora_target_modules, str)
             else list(lora_target_modules),
         )
-        self.model = get_peft_model(base, lora)
+        self.model = get_peft_model(encoder, lora)
         # from_pretrained returns eval-mode modules and Lightning keeps each module's mode,
         # so without this dropout would silently stay off during training.
         self.model.train()

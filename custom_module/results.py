@@ -1,7 +1,8 @@
 """A notebook's key results, recorded by its last cell and read back by tests and the CLI.
 
-`record_results(...)` displays the values as JSON in the executed notebook (as the
-recommenders notebooks do with scrapbook); `read_results(path)` finds them again. Nothing here
+`record_results(...)` stores the values as JSON in the executed notebook's output (as the
+recommenders notebooks do with scrapbook), shown to the reader as one line that names them;
+`read_results(path)` finds them again. Nothing here
 imports the training stack, so a notebook's last cell stays cheap.
 """
 
@@ -14,10 +15,15 @@ RESULTS_MARKER = "tutorial_results"
 
 
 def record_results(**values) -> None:
-    """Show `values` in the notebook, marked so that `read_results` can find them."""
+    """Store `values` in the notebook's output, marked so that `read_results` can find them.
+
+    The reader sees one line naming what was recorded, not a JSON dump: the numbers themselves
+    are shown where the notebook teaches them.
+    """
     from IPython.display import display
 
-    text = json.dumps(values, indent=1)
+    json.dumps(values)  # fail here, in the notebook, on a value that JSON cannot hold
+    text = f"recorded for the tests: {', '.join(values)}"
     bundle = {"application/json": values, "text/plain": text}
     display(bundle, raw=True, metadata={RESULTS_MARKER: True})
 

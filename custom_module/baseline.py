@@ -81,23 +81,6 @@ def comparison_table(run: Run, data_path: str | None = None) -> pd.DataFrame:
     return table.round(3)
 
 
-def describe_comparison(table: pd.DataFrame) -> str:
-    """One sentence that reads the table, true for whichever model wins."""
-    f1, pr_auc = table.loc["f1", "LoRA - baseline"], table.loc["pr_auc", "LoRA - baseline"]
-
-    def versus(difference: float) -> str:
-        if abs(difference) < 0.0005:
-            return "level with the baseline"
-        return f"{abs(difference):.3f} {'above' if difference > 0 else 'below'} the baseline"
-
-    verdict = (
-        "LoRA is worth its cost here."
-        if f1 > 0 and pr_auc > 0
-        else "On this run LoRA does not clearly beat a linear model on word n-grams."
-    )
-    return f"LoRA's test F1 is {versus(f1)}, its PR-AUC {versus(pr_auc)}. {verdict}"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
@@ -108,7 +91,6 @@ def main(argv: list[str] | None = None) -> None:
     table = comparison_table(run, args.data_path)
     print(f"run {run.info.run_id} against the baseline, test split:")
     print(table.to_string())
-    print(describe_comparison(table))
 
 
 if __name__ == "__main__":

@@ -94,24 +94,6 @@ def tensorboard_scalars(run_id: str) -> pd.DataFrame:
     return table
 
 
-def describe_epochs(table: pd.DataFrame, best_epoch: int) -> str:
-    """One sentence on how validation F1 developed, true for any run."""
-    scores = table["Val_F1_Score"]
-    last = int(table.index.max())
-    best = scores.loc[best_epoch]
-    if best_epoch == last:
-        return (
-            f"Validation F1 went from {scores.iloc[0]:.3f} after epoch 0 to {best:.3f} after the "
-            f"last epoch ({last}): the model was still improving when training stopped, so a "
-            "larger `max_epochs` may help."
-        )
-    return (
-        f"Validation F1 peaked at {best:.3f} after epoch {best_epoch} and did not improve in the "
-        f"{last - best_epoch} epoch(s) after it (last: {scores.loc[last]:.3f}): the last epoch's "
-        "weights are not the ones to keep, which is why the best epoch is tagged and tested."
-    )
-
-
 def plot_learning_curves(table: pd.DataFrame, best_epoch: int, weighted: bool) -> plt.Figure:
     """Loss per epoch on the left, validation scores on the right; the best epoch marked."""
     figure, (loss_axis, score_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -143,21 +125,6 @@ def system_metrics(run_id: str) -> pd.DataFrame:
     table.index = ((table.index - table.index.min()) / 60_000).round(2)
     table.index.name = "minutes"
     return table
-
-
-def describe_system_metrics(table: pd.DataFrame) -> str:
-    """One sentence on the CPU and memory the run used."""
-    if table.empty:
-        return "No system metrics were sampled: the run was shorter than the sampling interval."
-    cpu, memory = (
-        table[SYSTEM_METRICS["system/cpu_utilization_percentage"]],
-        table[SYSTEM_METRICS["system/system_memory_usage_megabytes"]],
-    )
-    return (
-        f"{len(table)} samples over {table.index.max():.1f} min: CPU utilisation averaged "
-        f"{cpu.mean():.0f}% (peak {cpu.max():.0f}%), memory used stayed between "
-        f"{memory.min():,.0f} and {memory.max():,.0f} MB."
-    )
 
 
 def plot_system_metrics(table: pd.DataFrame) -> plt.Figure:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from taught import BASELINE_F1
+
 from custom_module import baseline
 from custom_module.model_source import MINILM, resolve_model_path
 from data import LexGlueDataModule, load_unfair_tos
@@ -21,3 +24,9 @@ def test_without_a_sample_the_baseline_sees_every_clause():
     dataset = load_unfair_tos(None)
     texts, targets = baseline.split_texts_and_targets(dataset, "test", None, 7)
     assert len(texts) == len(targets) == 1607
+
+
+def test_on_every_clause_the_baseline_scores_what_the_readme_reports():
+    scores = baseline.baseline_test_metrics()  # deterministic: the README's 0.775 and 0.868
+    assert scores["f1"] == pytest.approx(BASELINE_F1, abs=0.0005)
+    assert scores["pr_auc"] == pytest.approx(0.868, abs=0.0005)

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import pytest
 from taught import (
-    BASELINE_F1,
     CPU_TOTAL_PARAMS,
     CPU_TRAINABLE_PARAMS,
-    LORA_F1_MARGIN,
+    F1_TOLERANCE,
     MULTILABEL_MACRO_F1_FLOOR,
     SPLIT_SIZES,
     UNFAIR,
+    WORKSHOP_BASELINE_F1,
     WORKSHOP_MARGIN,
+    WORKSHOP_SPLIT_SIZES,
 )
 
 from custom_module.notebooks import NOTEBOOK_DIR
@@ -44,24 +45,31 @@ def test_128_tokens_truncate_70_37_and_20_clauses_of_the_splits():
     assert over == {"train": 70, "validation": 37, "test": 20}
 
 
-def test_training_used_every_clause_and_the_cpu_presets_lora_size():
+def test_training_ran_the_workshop_preset_with_the_cpu_presets_model():
     training = results("02_peft_training.ipynb")
-    assert training["preset"] == "cpu"
-    assert training["split_sizes"] == SPLIT_SIZES
+    assert training["preset"] == "workshop"
+    assert training["split_sizes"] == WORKSHOP_SPLIT_SIZES
     assert training["trainable_params"] == CPU_TRAINABLE_PARAMS
     assert training["total_params"] == CPU_TOTAL_PARAMS
 
 
-def test_baseline_scores_are_deterministic():
-    baseline = results("02_peft_training.ipynb")["comparison"]["TF-IDF + LinearSVC"]
-    assert baseline["f1"] == pytest.approx(BASELINE_F1, abs=0.001)
+def test_early_stopping_ended_training_after_the_best_epoch():
+    training = results("02_peft_training.ipynb")
+    assert training["epochs"] < training["max_epochs"]
+    assert training["stopped_epoch"] == training["epochs"] - 1
+    assert training["best_epoch"] < training["stopped_epoch"]
+    # Measured: validation F1 0.776, 0.793, 0.841, then 0.767; with 1 or 2 threads alike.
+    assert (training["best_epoch"], training["epochs"]) == (2, 4)
 
 
-def test_lora_beats_the_baseline_by_the_margin_every_seed_reached():
+def test_baseline_and_lora_on_the_workshop_sample_are_close():
     comparison = results("02_peft_training.ipynb")["comparison"]
     lora, baseline = comparison["LoRA run"], comparison["TF-IDF + LinearSVC"]
-    assert lora["f1"] >= baseline["f1"] + LORA_F1_MARGIN
-    assert lora["pr_auc"] > baseline["pr_auc"]
+    # On 600 training clauses neither model is clearly ahead (measured: F1 0.794 against 0.797);
+    # both are far above flagging every clause of the sample.
+    assert baseline["f1"] == pytest.approx(WORKSHOP_BASELINE_F1, abs=0.001)
+    assert abs(lora["f1"] - baseline["f1"]) <= F1_TOLERANCE
+    assert lora["f1"] >= workshop_trivial_f1("test") + WORKSHOP_MARGIN
 
 
 def test_evaluation_serves_the_threshold_its_evidence_supports():
@@ -85,14 +93,14 @@ def test_the_committed_champion_is_the_evaluated_run():
     assert labels == ["unfair", "fair", "unfair"]
 
 
-def workshop_trivial_f1() -> float:
-    """F1 of flagging every clause of the workshop preset's validation sample: the bar its
+def workshop_trivial_f1(split: str = "validation") -> float:
+    """F1 of flagging every clause of the workshop preset's sample of `split`: the bar its
     runs must clear by far to show that they learned something."""
     from custom_module import preset
     from data import balanced_sample, load_unfair_tos, to_targets
 
     config = preset("workshop")
-    labels = list(load_unfair_tos(None)["validation"]["labels"])
+    labels = list(load_unfair_tos(None)[split]["labels"])
     targets = to_targets(labels, "binary")
     share = targets[balanced_sample(targets, config.sample_size, config.seed)].mean()
     return 2 * share / (1 + share)

@@ -46,13 +46,16 @@ ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PYTHON) -m mlflow ui \
 		--backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-# Execute notebooks 01-04 with papermill into output/ (default preset: auto).
+# Execute notebooks 01-05 with papermill into output/ (default preset: the notebooks' workshop).
 tutorial: setup
 	$(PYTHON) -m custom_module.tutorial --output output $(if $(PRESET),--preset $(PRESET))
 
-# Maintainers: refresh the committed notebooks' outputs with a real default-preset run.
+# Maintainers: refresh the committed notebooks' outputs with a real default-preset run, then
+# retake the MLflow UI pictures in docs/images from that run's store (docs/testing.md; needs
+# requirements-docs.txt and Chromium from apt).
 notebooks: setup
 	$(PYTHON) -m custom_module.tutorial --in-place
+	$(PYTHON) scripts/mlflow_screenshots.py --store sqlite:///$(CURDIR)/output/refresh/mlflow.db
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,10 +1,13 @@
-"""Evaluate a training run: every epoch, the best one, a tuned threshold, the test report.
+"""Evaluate a training run: every epoch on validation and test, then the report on the run.
 
 `evaluate_run(run_id)` loads each logged epoch's checkpoint, predicts the validation and test
-splits, takes the best epoch that training tagged (`best_epoch`), chooses the decision threshold
-on that epoch's validation predictions (`choose_threshold`), and reports the test split at that
-threshold. `log_evaluation` puts the report, its metrics and plots on the run, and the threshold
-as the tag `decision_threshold`, where notebook 04 reads it. Also a command line:
+splits, scores every epoch at threshold 0.5 and keeps the predictions of the best epoch that
+training tagged (`best_epoch`). Notebook 03 chooses the decision threshold from those
+validation predictions in its own cells; `build_report` then scores the test split at that
+threshold, and `log_evaluation` puts the report, its metrics and plots on the run, and the
+threshold as the tag `decision_threshold`, where notebook 04 reads it (`logged_report`).
+
+The command line executes notebook 03, so it chooses the threshold as a reader does:
 `python -m custom_module.evaluation [--run-id RUN]`.
 
 An "unfair" prediction is P(unfair) above the threshold. In the `multilabel` task P(unfair) is
@@ -14,7 +17,11 @@ the highest category probability, and LexGLUE's own protocol is reported too.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -22,12 +29,9 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    PrecisionRecallDisplay,
     average_precision_score,
     confusion_matrix,
     f1_score,
-    precision_recall_curve,
     precision_score,
     recall_score,
 )
@@ -36,17 +40,19 @@ from torch.utils.data import DataLoader
 from custom_module.checkpoints import load_epoch, logged_epochs, tagged_best_epoch
 from custom_module.config import TrainConfig, run_config
 from custom_module.module import TransformerModule
-from custom_module.tracking import find_run, get_run
+from custom_module.notebooks import NotebookFailed, run_notebook
+from custom_module.results import read_results
+from custom_module.tracking import get_run
 from data import LABEL_NAMES, LengthSortedBatchSampler, LexGlueDataModule
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 EVAL_SPLITS = ("validation", "test")
 DEFAULT_THRESHOLD = 0.5
 THRESHOLD_TAG = "decision_threshold"
 REPORT_ARTIFACT = "evaluation/report.json"
-# Validation is ordered by document (10 terms of service), so 5 contiguous blocks of it hold
-# about two documents each: tuning on four blocks and scoring the fifth asks whether a tuned
-# threshold carries over to documents it was not tuned on.
-THRESHOLD_FOLDS = 5
+EVALUATION_NOTEBOOK = "03_checkpoint_evaluation.ipynb"
 
 
 @dataclass
@@ -66,28 +72,14 @@ class SplitPredictions:
 
 
 @dataclass
-class EvaluationReport:
+class ScoredRun:
+    """Every logged epoch of a run scored at threshold 0.5, and the best epoch's predictions."""
+
     run_id: str
     task: str
-    best_epoch: int
-    threshold: float  # the served one: tuned on validation, or 0.5 (see `choose_threshold`)
-    tuned_threshold: float  # the best F1 threshold on all of validation
-    threshold_folds: list[dict]  # per validation block: F1 at 0.5 and tuned on the others
-    epochs: list[dict]  # per epoch: validation and test F1 at 0.5, validation PR-AUC
-    validation: dict  # precision, recall, F1, PR-AUC at `threshold`: how champions are compared
-    test: dict  # precision, recall, F1, PR-AUC, confusion matrix at `threshold`
-    test_at_default_threshold: dict
-    test_at_tuned_threshold: dict
-    recall_per_category: dict[str, float]
-    lexglue: dict | None = None  # multilabel task only: micro/macro F1, LexGLUE's protocol
+    best_epoch: int  # the `best_epoch` tag: the epoch with the best validation F1
+    epochs: pd.DataFrame  # index epoch: validation F1 and PR-AUC, test F1, at 0.5
     predictions: dict[str, SplitPredictions] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict:
-        """The report for `evaluation/report.json`; the threshold is stored once, as a tag."""
-        report = asdict(self)
-        report.pop("predictions")
-        report.pop("threshold")
-        return report
 
 
 def predict(module: TransformerModule, dataloader: DataLoader) -> np.ndarray:
@@ -138,71 +130,13 @@ def binary_scores(truth: np.ndarray, prob_unfair: np.ndarray, threshold: float) 
     """Precision, recall and F1 of the unfair class at `threshold`, PR-AUC, confusion matrix."""
     predicted = (prob_unfair > threshold).astype(int)
     return {
-        "threshold": threshold,
+        "threshold": float(threshold),
         "precision": float(precision_score(truth, predicted, zero_division=0)),
         "recall": float(recall_score(truth, predicted, zero_division=0)),
         "f1": float(f1_score(truth, predicted, zero_division=0)),
         "pr_auc": float(average_precision_score(truth, prob_unfair)),
         "confusion_matrix": confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
     }
-
-
-def tune_threshold(truth: np.ndarray, prob_unfair: np.ndarray) -> float:
-    """The threshold with the best F1 on these (validation) predictions.
-
-    Candidates are midpoints between neighbouring distinct probabilities, so the chosen
-    threshold does not sit exactly on a validation score and is stable under rounding.
-    """
-    precision, recall, thresholds = precision_recall_curve(truth, prob_unfair)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    best = int(np.argmax(f1[:-1]))  # the last point (recall 0) has no threshold
-    scores = np.unique(prob_unfair)
-    below = scores[scores < thresholds[best]]
-    return float((below[-1] + thresholds[best]) / 2) if len(below) else float(thresholds[best] / 2)
-
-
-def threshold_folds(
-    truth: np.ndarray, prob_unfair: np.ndarray, folds: int = THRESHOLD_FOLDS
-) -> pd.DataFrame:
-    """For each contiguous block of validation clauses: F1 at 0.5, and F1 at the threshold tuned
-    on the other blocks. Does tuning help on documents it has not seen?"""
-    rows = []
-    everything = np.arange(len(truth))
-    for fold, held_out in enumerate(np.array_split(everything, folds)):
-        rest = np.setdiff1d(everything, held_out)
-        tuned = tune_threshold(truth[rest], prob_unfair[rest])
-        at_default = binary_scores(truth[held_out], prob_unfair[held_out], DEFAULT_THRESHOLD)
-        at_tuned = binary_scores(truth[held_out], prob_unfair[held_out], tuned)
-        rows.append(
-            {
-                "fold": fold,
-                "clauses": len(held_out),
-                "unfair": int(truth[held_out].sum()),
-                "tuned_threshold": round(tuned, 4),
-                "f1_at_0.5": round(at_default["f1"], 4),
-                "f1_tuned": round(at_tuned["f1"], 4),
-                "recall_at_0.5": round(at_default["recall"], 4),
-                "recall_tuned": round(at_tuned["recall"], 4),
-            }
-        )
-    table = pd.DataFrame(rows).set_index("fold")
-    table["tuning_helps"] = table["f1_tuned"] > table["f1_at_0.5"]
-    return table
-
-
-def choose_threshold(
-    truth: np.ndarray, prob_unfair: np.ndarray
-) -> tuple[float, float, pd.DataFrame]:
-    """The threshold to serve, the one tuned on all of validation, and the per-block evidence.
-
-    The threshold tuned on all of validation is served only if tuning on the other blocks beat
-    0.5 on *every* held-out block; otherwise 0.5 stays. A threshold tuned on ten documents often
-    fits their quirks: it can trade a lot of recall for a negligible F1 gain that new documents
-    do not repeat.
-    """
-    folds = threshold_folds(truth, prob_unfair)
-    tuned = tune_threshold(truth, prob_unfair)
-    return (tuned if folds["tuning_helps"].all() else DEFAULT_THRESHOLD), tuned, folds
 
 
 def recall_per_category(predictions: SplitPredictions, threshold: float) -> dict[str, float]:
@@ -236,37 +170,25 @@ def lexglue_scores(predictions: SplitPredictions) -> dict[str, float]:
     }
 
 
-def evaluate_run(run_id: str) -> EvaluationReport:
-    """Evaluate every logged epoch of `run_id` and report the best one at a tuned threshold."""
+def evaluate_run(run_id: str) -> ScoredRun:
+    """Score every logged epoch of `run_id` on validation and test at 0.5, and keep the
+    predictions of the best epoch (the `best_epoch` tag), which the threshold is chosen on."""
     config = run_config(run_id)
     datamodule = LexGlueDataModule.from_config(config)
     datamodule.setup()
-    per_epoch = {
-        epoch: predict_splits(load_epoch(run_id, epoch), datamodule)
-        for epoch in logged_epochs(run_id)
-    }
-    epochs = [epoch_row(epoch, predictions) for epoch, predictions in per_epoch.items()]
-    chosen = tagged_best_epoch(run_id)
-    predictions = per_epoch[chosen]
-    validation, test = predictions["validation"], predictions["test"]
-    threshold, tuned, folds = choose_threshold(validation.is_unfair, validation.prob_unfair)
-    return EvaluationReport(
+    best = tagged_best_epoch(run_id)
+    rows, kept = [], {}
+    for epoch in logged_epochs(run_id):
+        predictions = predict_splits(load_epoch(run_id, epoch), datamodule)
+        rows.append(epoch_row(epoch, predictions))
+        if epoch == best:
+            kept = predictions
+    return ScoredRun(
         run_id=run_id,
         task=config.task,
-        best_epoch=chosen,
-        threshold=round(threshold, 6),
-        tuned_threshold=round(tuned, 6),
-        threshold_folds=folds.reset_index().to_dict("records"),
-        validation=binary_scores(validation.is_unfair, validation.prob_unfair, threshold),
-        epochs=epochs,
-        test=binary_scores(test.is_unfair, test.prob_unfair, threshold),
-        test_at_default_threshold=binary_scores(
-            test.is_unfair, test.prob_unfair, DEFAULT_THRESHOLD
-        ),
-        test_at_tuned_threshold=binary_scores(test.is_unfair, test.prob_unfair, tuned),
-        recall_per_category=recall_per_category(test, threshold),
-        lexglue=lexglue_scores(test) if config.task == "multilabel" else None,
-        predictions=predictions,
+        best_epoch=best,
+        epochs=pd.DataFrame(rows).set_index("epoch"),
+        predictions=kept,
     )
 
 
@@ -282,112 +204,65 @@ def epoch_row(epoch: int, predictions: dict[str, SplitPredictions]) -> dict:
     }
 
 
-def epochs_table(report: EvaluationReport) -> pd.DataFrame:
-    """One row per epoch; threshold 0.5. The test column is for reading, never for choosing."""
-    return pd.DataFrame(report.epochs).set_index("epoch")
+def build_report(
+    scored: ScoredRun,
+    threshold: float,
+    tuned_threshold: float,
+    threshold_folds: pd.DataFrame | None = None,
+) -> dict:
+    """The best epoch's evaluation at the served `threshold`, as `log_evaluation` stores it.
 
-
-def describe_best_epoch(report: EvaluationReport) -> str:
-    """Which epoch was kept and where it stands; true for any run."""
-    table = epochs_table(report)
-    last = int(table.index.max())
-    place = (
-        "the last one: training ended while validation F1 was still rising"
-        if report.best_epoch == last
-        else f"{last - report.best_epoch} epoch(s) before the last: later epochs did worse "
-        "on validation, so keeping the last one would have cost F1"
-    )
-    return (
-        f"Epoch {report.best_epoch} has the best validation F1 "
-        f"({table.loc[report.best_epoch, 'val_f1']:.3f}), {place}. The test column is for "
-        "reading only: choosing by it would make the test score optimistic."
-    )
-
-
-def summary_at_thresholds(report: EvaluationReport) -> pd.DataFrame:
-    """Test precision / recall / F1 / PR-AUC at 0.5 and at the tuned threshold, side by side."""
-    names = ["threshold", "precision", "recall", "f1", "pr_auc"]
-    return pd.DataFrame(
-        {
-            "threshold 0.5": [report.test_at_default_threshold[n] for n in names],
-            "tuned on validation": [report.test_at_tuned_threshold[n] for n in names],
-        },
-        index=names,
-    ).round(4)
-
-
-def describe_threshold(report: EvaluationReport) -> str:
-    """Which threshold is served and why, from the per-block evidence; true for any run."""
-    folds = pd.DataFrame(report.threshold_folds)
-    helped = int(folds["tuning_helps"].sum())
-    evidence = (
-        f"Tuned on four validation blocks, a threshold beat 0.5 on {helped} of the "
-        f"{len(folds)} held-out blocks"
-    )
-    if report.threshold == DEFAULT_THRESHOLD:
-        decision = (
-            "so the served threshold stays 0.5: the tuned one "
-            f"({report.tuned_threshold:.3f}) does not reliably carry over to new documents"
-        )
-    else:
-        decision = (
-            f"so the served threshold is the one tuned on all of validation, {report.threshold:.3f}"
-        )
-    default, tuned = report.test_at_default_threshold, report.test_at_tuned_threshold
-    cost = (
-        f"On test, the tuned threshold gives F1 {tuned['f1']:.3f} and recall "
-        f"{tuned['recall']:.3f}, against {default['f1']:.3f} and {default['recall']:.3f} at 0.5."
-    )
-    return f"{evidence}, {decision}. {cost}"
-
-
-def plot_pr_curve(report: EvaluationReport) -> plt.Figure:
-    """The test precision-recall curve, with the tuned and the default threshold marked."""
-    test = report.predictions["test"]
-    figure, axis = plt.subplots(figsize=(5, 4))
-    PrecisionRecallDisplay.from_predictions(
-        test.is_unfair, test.prob_unfair, ax=axis, name=f"epoch {report.best_epoch}"
-    )
-    for label, scores, marker in (
-        ("threshold 0.5", report.test_at_default_threshold, "s"),
-        (f"tuned {report.tuned_threshold:.3f}", report.test_at_tuned_threshold, "o"),
-    ):
-        axis.plot(scores["recall"], scores["precision"], marker, label=label)
-    axis.set_title("Test precision-recall, unfair class")
-    axis.legend(loc="lower left")
-    figure.tight_layout()
-    return figure
-
-
-def plot_confusion_matrix(report: EvaluationReport) -> plt.Figure:
-    figure, axis = plt.subplots(figsize=(4, 4))
-    ConfusionMatrixDisplay(
-        np.array(report.test["confusion_matrix"]), display_labels=["fair", "unfair"]
-    ).plot(ax=axis, colorbar=False)
-    axis.set_title(f"Test, threshold {report.threshold:.3f}")
-    figure.tight_layout()
-    return figure
-
-
-def log_evaluation(report: EvaluationReport) -> None:
-    """Put the report on its run: metrics, the tuned threshold as a tag, JSON and plots."""
-    client = mlflow.MlflowClient()
-    metrics = {
-        "Eval_Test_Precision": report.test["precision"],
-        "Eval_Test_Recall": report.test["recall"],
-        "Eval_Test_F1_Score": report.test["f1"],
-        "Eval_Test_PR_AUC": report.test["pr_auc"],
+    Notebook 03 decides `threshold` (the tuned one, or 0.5) from the validation predictions;
+    `tuned_threshold` is the best-F1 one on all of validation, and `threshold_folds` the
+    per-block evidence for the decision. The test split is scored at the served threshold, at
+    0.5 and at the tuned one, so the report shows what the decision cost or gained. The keys are
+    what notebook 04, `serving` (best epoch, threshold, validation F1) and the tests read back.
+    """
+    validation, test = scored.predictions["validation"], scored.predictions["test"]
+    folds = [] if threshold_folds is None else threshold_folds.reset_index().to_dict("records")
+    return {
+        "run_id": scored.run_id,
+        "task": scored.task,
+        "best_epoch": scored.best_epoch,
+        "threshold": float(threshold),
+        "tuned_threshold": float(tuned_threshold),
+        "threshold_folds": folds,
+        "epochs": scored.epochs.reset_index().to_dict("records"),
+        # At the served threshold: how `serving.should_promote` compares champions.
+        "validation": binary_scores(validation.is_unfair, validation.prob_unfair, threshold),
+        "test": binary_scores(test.is_unfair, test.prob_unfair, threshold),
+        "test_at_default_threshold": binary_scores(
+            test.is_unfair, test.prob_unfair, DEFAULT_THRESHOLD
+        ),
+        "test_at_tuned_threshold": binary_scores(test.is_unfair, test.prob_unfair, tuned_threshold),
+        "recall_per_category": recall_per_category(test, threshold),
+        "lexglue": lexglue_scores(test) if scored.task == "multilabel" else None,
     }
-    if report.lexglue:
-        metrics["Eval_Test_LexGLUE_Micro_F1"] = report.lexglue["micro_f1"]
-        metrics["Eval_Test_LexGLUE_Macro_F1"] = report.lexglue["macro_f1"]
+
+
+def log_evaluation(report: dict, figures: dict[str, Figure] | None = None) -> None:
+    """Put `report` (from `build_report`) on its run: the test metrics, the served threshold as
+    the tag `decision_threshold`, the report as JSON, and `figures` under their artifact paths."""
+    client = mlflow.MlflowClient()
+    run_id = report["run_id"]
+    metrics = {
+        "Eval_Test_Precision": report["test"]["precision"],
+        "Eval_Test_Recall": report["test"]["recall"],
+        "Eval_Test_F1_Score": report["test"]["f1"],
+        "Eval_Test_PR_AUC": report["test"]["pr_auc"],
+    }
+    if report["lexglue"]:
+        metrics["Eval_Test_LexGLUE_Micro_F1"] = report["lexglue"]["micro_f1"]
+        metrics["Eval_Test_LexGLUE_Macro_F1"] = report["lexglue"]["macro_f1"]
     for name, value in metrics.items():
-        client.log_metric(report.run_id, name, value)
-    client.set_tag(report.run_id, THRESHOLD_TAG, str(report.threshold))
-    client.log_dict(report.run_id, report.to_dict(), REPORT_ARTIFACT)
-    client.log_figure(report.run_id, plot_pr_curve(report), "evaluation/pr_curve.png")
-    client.log_figure(report.run_id, plot_confusion_matrix(report), "evaluation/confusion.png")
-    plt.close("all")
+        client.log_metric(run_id, name, value)
+    client.set_tag(run_id, THRESHOLD_TAG, str(report["threshold"]))
+    # The threshold is stored once, as the tag; `logged_report` puts it back.
+    stored = {key: value for key, value in report.items() if key != "threshold"}
+    client.log_dict(run_id, stored, REPORT_ARTIFACT)
+    for path, figure in (figures or {}).items():
+        client.log_figure(run_id, figure, path)
+        plt.close(figure)
 
 
 def logged_report(run_id: str) -> dict:
@@ -402,17 +277,33 @@ def logged_report(run_id: str) -> dict:
     return {**report, "threshold": float(run.data.tags[THRESHOLD_TAG])}
 
 
+def evaluate(output: Path | None = None, log_output: bool = False, **parameters) -> dict:
+    """Execute notebook 03 with `parameters` (its `parameters` cell's names, e.g. `run_id`) and
+    return the report it logged. `output` keeps the executed notebook; by default it is
+    discarded."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = output or Path(scratch) / EVALUATION_NOTEBOOK
+        run_notebook(EVALUATION_NOTEBOOK, path, parameters, log_output)
+        run_id = read_results(path)["run_id"]
+    return logged_report(run_id)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", help="run to evaluate; default: latest finished run")
     parser.add_argument("--experiment-name", default=TrainConfig.experiment_name)
+    parser.add_argument("--output", type=Path, help="keep the executed notebook 03 here")
     args = parser.parse_args(argv)
-    run = find_run(args.run_id, args.experiment_name)
-    report = evaluate_run(run.info.run_id)
-    log_evaluation(report)
-    print(epochs_table(report).to_string())
-    print(summary_at_thresholds(report).to_string())
-    print(describe_threshold(report))
+    try:
+        report = evaluate(
+            args.output, log_output=True, run_id=args.run_id, experiment_name=args.experiment_name
+        )
+    except NotebookFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    test = report["test"]
+    print(f"run_id: {report['run_id']}, best epoch {report['best_epoch']}")
+    print(f"served threshold {report['threshold']}: test F1 {test['f1']:.4f}")
 
 
 if __name__ == "__main__":

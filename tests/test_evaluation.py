@@ -1,90 +1,122 @@
-"""Evaluation of a run: per-epoch scores, threshold tuning, LexGLUE's protocol, logging."""
+"""Evaluation of a run: per-epoch scores, notebook 03's threshold rule, LexGLUE's protocol,
+logging. The rule lives in the notebook's cells, so it is checked on what the notebook logged
+when the command line executed it on the smoke run."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from custom_module import evaluation
 from custom_module.evaluation import (
     SplitPredictions,
-    choose_threshold,
+    build_report,
     evaluate_run,
     lexglue_scores,
     log_evaluation,
     logged_report,
     recall_per_category,
-    tune_threshold,
 )
+from custom_module.results import read_results
 
 
 @pytest.fixture(scope="module")
-def report(smoke_run_id):
+def scored(smoke_run_id):
     return evaluate_run(smoke_run_id)
 
 
-def test_every_logged_epoch_is_scored_and_matches_what_training_logged(report, smoke_run):
+@pytest.fixture(scope="module")
+def executed(smoke_run_id, tmp_path_factory):
+    """`python -m custom_module.evaluation` on the smoke run: notebook 03, executed."""
+    path = tmp_path_factory.mktemp("evaluation") / "03.ipynb"
+    evaluation.main(["--run-id", smoke_run_id, "--output", str(path)])
+    return {"results": read_results(path), "report": logged_report(smoke_run_id)}
+
+
+@pytest.fixture(scope="module")
+def notebook_report(executed):
+    return executed["report"]
+
+
+def best_f1(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The highest F1 any threshold reaches, by trying every one that changes a decision."""
+    candidates = np.concatenate([[scores.min() - 1], np.unique(scores)])
+    return max(f1_score(truth, scores > t, zero_division=0) for t in candidates)
+
+
+def test_every_logged_epoch_is_scored_and_matches_what_training_logged(scored, smoke_run):
     # The module's torchmetrics and sklearn, on the same checkpoints and clauses, must agree.
     client = mlflow.MlflowClient()
     logged = {
         m.step: m.value for m in client.get_metric_history(smoke_run.info.run_id, "Val_F1_Score")
     }
-    assert [row["epoch"] for row in report.epochs] == sorted(logged)
-    for row in report.epochs:
-        assert row["val_f1"] == pytest.approx(logged[row["epoch"]], abs=1e-4)
-    best = next(row for row in report.epochs if row["epoch"] == report.best_epoch)
+    assert list(scored.epochs.index) == sorted(logged)
+    for epoch, row in scored.epochs.iterrows():
+        assert row["val_f1"] == pytest.approx(logged[epoch], abs=1e-4)
+    best = scored.epochs.loc[scored.best_epoch]
     assert best["test_f1"] == pytest.approx(smoke_run.data.metrics["Test_F1_Score"], abs=1e-4)
 
 
-def test_best_epoch_is_the_one_tagged_by_training(report, smoke_run_id):
-    assert report.best_epoch == int(mlflow.get_run(smoke_run_id).data.tags["best_epoch"])
+def test_the_kept_predictions_are_the_best_epoch_tagged_by_training(scored, smoke_run_id):
+    assert scored.best_epoch == int(mlflow.get_run(smoke_run_id).data.tags["best_epoch"])
+    test = scored.predictions["test"]
+    f1 = f1_score(test.is_unfair, test.prob_unfair > 0.5)
+    assert f1 == pytest.approx(scored.epochs.loc[scored.best_epoch, "test_f1"], abs=1e-4)
 
 
-def test_test_report_is_at_the_served_threshold(report):
-    validation, test = report.predictions["validation"], report.predictions["test"]
-    tuned = tune_threshold(validation.is_unfair, validation.prob_unfair)
-    assert report.tuned_threshold == pytest.approx(tuned, abs=1e-6)
-    assert report.threshold in (pytest.approx(tuned, abs=1e-6), 0.5)
-    assert report.test["threshold"] == pytest.approx(report.threshold, abs=1e-6)
-    predicted = test.prob_unfair > report.test["threshold"]
-    assert report.test["f1"] == pytest.approx(f1_score(test.is_unfair, predicted))
-    assert np.array(report.test["confusion_matrix"]).sum() == len(test.is_unfair)
+def test_the_command_line_evaluates_the_run_it_is_given(executed, smoke_run_id, scored):
+    assert executed["results"]["run_id"] == smoke_run_id
+    assert executed["results"]["served_threshold"] == executed["report"]["threshold"]
+    assert executed["report"]["best_epoch"] == scored.best_epoch
+    assert executed["report"]["epochs"] == scored.epochs.reset_index().to_dict("records")
 
 
-def test_tuned_threshold_maximises_f1():
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, 2, 300)
-    scores = np.clip(truth * 0.3 + rng.normal(0.35, 0.2, 300), 0, 1)
-    threshold = tune_threshold(truth, scores)
-    best = max(f1_score(truth, scores > t) for t in np.unique(scores))
-    assert f1_score(truth, scores > threshold) == pytest.approx(best)
-    assert threshold not in set(scores)
+def test_notebook_tunes_the_threshold_with_the_best_validation_f1(notebook_report, scored):
+    validation = scored.predictions["validation"]
+    truth, scores = validation.is_unfair, validation.prob_unfair
+    tuned = notebook_report["tuned_threshold"]
+    assert f1_score(truth, scores > tuned) == pytest.approx(best_f1(truth, scores))
+    assert tuned not in set(scores)  # between two scores, so rounding cannot flip a clause
 
 
-def separable_blocks(noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """500 clauses, about 1 in 5 unfair; unfair ones score about 0.35 and fair ones 0.2: well
-    ranked, but all below 0.5, so a tuned threshold helps everywhere."""
-    rng = np.random.default_rng(seed)
-    truth = (rng.random(500) < 0.2).astype(int)
-    return truth, np.clip(0.2 + truth * 0.15 + rng.normal(0, noise, 500), 0, 1)
+def test_notebook_scores_each_block_at_the_threshold_tuned_on_the_others(notebook_report, scored):
+    validation = scored.predictions["validation"]
+    truth, scores = validation.is_unfair, validation.prob_unfair
+    folds = notebook_report["threshold_folds"]
+    blocks = np.array_split(np.arange(len(truth)), len(folds))
+    assert len(folds) == 5 and sum(row["clauses"] for row in folds) == len(truth)
+    for row, held_out in zip(folds, blocks, strict=True):
+        rest = np.setdiff1d(np.arange(len(truth)), held_out)
+        tuned = row["tuned_threshold"]
+        assert f1_score(truth[rest], scores[rest] > tuned) == pytest.approx(
+            best_f1(truth[rest], scores[rest])
+        )
+        y, p = truth[held_out], scores[held_out]
+        assert row["f1_at_0.5"] == pytest.approx(f1_score(y, p > 0.5, zero_division=0))
+        assert row["f1_tuned"] == pytest.approx(f1_score(y, p > tuned, zero_division=0))
+        assert row["tuning_helps"] == (row["f1_tuned"] > row["f1_at_0.5"])
 
 
-def test_a_tuned_threshold_that_helps_on_every_held_out_block_is_served():
-    truth, scores = separable_blocks(noise=0.02)  # every unfair clause scores ~0.35, below 0.5
-    threshold, tuned, folds = choose_threshold(truth, scores)
-    assert folds["tuning_helps"].all() and len(folds) == 5
-    assert threshold == tuned == pytest.approx(tune_threshold(truth, scores))
-    assert folds["clauses"].sum() == len(truth)
+def test_notebook_serves_the_tuned_threshold_only_if_it_helps_on_every_block(notebook_report):
+    helps_everywhere = all(row["tuning_helps"] for row in notebook_report["threshold_folds"])
+    expected = notebook_report["tuned_threshold"] if helps_everywhere else 0.5
+    assert notebook_report["threshold"] == expected
 
 
-def test_threshold_stays_at_one_half_unless_tuning_helps_on_every_block():
-    truth = np.tile([1, 0, 0, 0, 0], 100)
-    scores = np.where(truth == 1, 0.9, 0.1)  # perfectly ranked and calibrated: 0.5 is optimal
-    scores[:100] = np.where(truth[:100] == 1, 0.45, 0.1)  # one block's quirk: low scores
-    threshold, tuned, folds = choose_threshold(truth, scores)
-    assert not folds["tuning_helps"].all()
-    assert threshold == 0.5
+def test_test_report_is_at_the_served_threshold(notebook_report, scored):
+    test = scored.predictions["test"]
+    served = notebook_report["test"]
+    assert served["threshold"] == notebook_report["threshold"]
+    assert served["f1"] == pytest.approx(
+        f1_score(test.is_unfair, test.prob_unfair > served["threshold"])
+    )
+    assert np.array(served["confusion_matrix"]).sum() == len(test.is_unfair)
+    tuned = notebook_report["test_at_tuned_threshold"]
+    assert tuned["threshold"] == notebook_report["tuned_threshold"]
+    assert served in (tuned, notebook_report["test_at_default_threshold"])
 
 
 def test_recall_per_category_counts_flagged_clauses_of_each_category():
@@ -108,20 +140,19 @@ def test_lexglue_protocol_adds_the_no_label_column():
     assert scores["macro_f1"] == pytest.approx((1.0 + 0.0 + 2 / 3) / 9)
 
 
-def test_logged_report_round_trips_and_unevaluated_runs_say_so(report, tracking_store):
+def test_logged_report_round_trips_and_unevaluated_runs_say_so(scored, tracking_store, executed):
     with mlflow.start_run(run_name="never-evaluated") as unevaluated:
         pass
     with pytest.raises(LookupError, match="not been evaluated"):
         logged_report(unevaluated.info.run_id)
-    log_evaluation(report)
-    stored = logged_report(report.run_id)
-    assert stored["threshold"] == report.threshold
-    assert stored["best_epoch"] == report.best_epoch
-    run = mlflow.get_run(report.run_id)
-    assert run.data.metrics["Eval_Test_F1_Score"] == pytest.approx(report.test["f1"])
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(report.run_id, "evaluation")}
-    assert artifacts == {
-        "evaluation/report.json",
-        "evaluation/pr_curve.png",
-        "evaluation/confusion.png",
-    }
+    report = build_report(scored, threshold=0.4, tuned_threshold=0.4)
+    figure = plt.figure()
+    log_evaluation(report, {"evaluation/a_figure.png": figure})
+    assert logged_report(scored.run_id) == report
+    run = mlflow.get_run(scored.run_id)
+    assert run.data.tags["decision_threshold"] == "0.4"
+    assert run.data.metrics["Eval_Test_F1_Score"] == pytest.approx(report["test"]["f1"])
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(scored.run_id, "evaluation")}
+    assert {"evaluation/report.json", "evaluation/a_figure.png"} <= artifacts
+    assert not plt.fignum_exists(figure.number)  # logged figures are closed
+    log_evaluation(executed["report"])  # leave the run as the notebook evaluated it

@@ -29,8 +29,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from custom_module.checkpoints import load_epoch
 from custom_module.config import run_config
 from custom_module.environment import quiet_library_output
+from custom_module.evaluation import logged_report
 from custom_module.platforms import registered_model_name
 from custom_module.serving import (
     PYFUNC_FILE,
@@ -54,12 +56,14 @@ RUNNERS_UP = {"torch": 64, "onnx-int8": 16}
 def models_per_runtime(run_id: str, folder: Path) -> dict[str, mlflow.pyfunc.PyFuncModel]:
     """The run's pyfunc once per runtime, saved under `folder` (nothing is logged), and the
     `RUNNERS_UP` again, computing in batches of their runner-up sizes."""
+    merged = load_epoch(run_id, logged_report(run_id)["best_epoch"])  # as notebook 04 merges it
+    merged.model = merged.model.merge_and_unload()
     models = {}
     for runtime in RUNTIMES:
         mlflow.pyfunc.save_model(
             folder / runtime,
             python_model=str(PYFUNC_FILE),
-            artifacts=export_artifacts(run_id, folder / f"{runtime}-artifacts", runtime),
+            artifacts=export_artifacts(run_id, merged, folder / f"{runtime}-artifacts", runtime),
             signature=signature(run_config(run_id).task),
         )
         models[runtime] = mlflow.pyfunc.load_model(str(folder / runtime))

@@ -1,12 +1,14 @@
 """What notebook 04 needs around `mlflow.pyfunc.log_model`: artifacts, signature, requirements,
 the champion rule, and a local REST server.
 
-`export_artifacts(run_id, folder)` merges the evaluated run's best epoch into a plain Hugging Face
-classifier (with `runtime="onnx-int8"`, also an int8 ONNX copy of it) and writes `settings.json`
-(threshold, max_length, task, runtime); the notebook logs them with
-`pyfunc_model.py` (models from code). `should_promote` decides whether the new version takes the
-alias `champion`. `served(model_uri)` runs `mlflow models serve` on 127.0.0.1 for as long as a
-`with` block lasts, and stops it, children included.
+`export_artifacts(run_id, merged, folder)` writes what the pyfunc loads, from the module the
+notebook merged (`merge_and_unload()` in a cell of notebook 04): the merged encoder saved with
+`save_pretrained`, the mean-pooling head's weights beside it, the tokenizer (for the ONNX
+runtimes, also an ONNX copy of the whole forward pass, float or int8), and `settings.json`
+(threshold, max_length, task, pooling, runtime); the notebook logs them with `pyfunc_model.py`
+(models from code). `should_promote` decides whether the new version takes the alias
+`champion`. `served(model_uri)` runs `mlflow models serve` on 127.0.0.1 for as long as a `with`
+block lasts, and stops it, children included.
 """
 
 from __future__ import annotations
@@ -31,15 +33,15 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from peft import PeftModel
 from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
-from custom_module.checkpoints import load_epoch
 from custom_module.config import run_config
 from custom_module.evaluation import logged_report
 from custom_module.model_source import resolve_model_path
 from custom_module.module import TransformerModule
-from custom_module.quantization import ONNX_FILES, export_int8, export_onnx, merged_copy
+from custom_module.quantization import ONNX_FILES, export_int8, export_onnx
 from data import LABEL_NAMES
 
 CHAMPION = "champion"
@@ -84,37 +86,55 @@ def signature(task: str) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("string")]), outputs=Schema(outputs))
 
 
-def export_classifier(module: TransformerModule, folder: Path, runtime: str = "torch") -> None:
-    """A plain Hugging Face folder: LoRA merged into the encoder, the head, the tokenizer, and for
-    the ONNX runtimes the ONNX model (`quantization.ONNX_FILES`).
+def export_classifier(merged: TransformerModule, folder: Path, runtime: str = "torch") -> None:
+    """What the pyfunc loads, in one folder: the merged encoder (`save_pretrained`: its config
+    and weights), the head, the tokenizer, and for the ONNX runtimes the ONNX model
+    (`quantization.ONNX_FILES`).
 
-    Merging removes the adapter indirection (and `peft` from serving) at no cost in accuracy.
-    The blog's head is part of the Hugging Face model; the mean-pooling head is saved beside it.
+    With mean pooling the head is this tutorial's own `nn.Linear`, not part of the `transformers`
+    model: it is saved beside it as `head.safetensors`, and `pyfunc_model.py` pools and applies it
+    itself. The blog's [CLS] head is inside the model and saved with it.
     """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {RUNTIMES}.")
-    merged = merged_copy(module)
+    check_export(merged, runtime)
+    folder.mkdir(parents=True, exist_ok=True)
     merged.model.save_pretrained(folder)
     if runtime == "onnx":
         export_onnx(merged, folder / ONNX_FILES[runtime])
     elif runtime == "onnx-int8":
         export_int8(merged, folder / ONNX_FILES[runtime])
-    if module.head is not None:
+    if merged.head is not None:
         save_file(
-            {k: v.contiguous() for k, v in module.head.state_dict().items()}, folder / HEAD_FILE
+            {k: v.contiguous() for k, v in merged.head.state_dict().items()}, folder / HEAD_FILE
         )
-    tokenizer_path = resolve_model_path(module.hparams.model_name)
+    tokenizer_path = resolve_model_path(merged.hparams.model_name)
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
 
 
-def export_artifacts(run_id: str, folder: str | Path, runtime: str = "torch") -> dict[str, str]:
-    """The pyfunc's artifacts for an evaluated run: `classifier` (its best epoch, LoRA merged,
-    with the tokenizer) and `settings` (the served threshold, how to tokenize, the runtime)."""
+def check_export(merged: TransformerModule, runtime: str) -> None:
+    """ValueError, before anything is written, for an unknown runtime or unmerged adapters."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {RUNTIMES}.")
+    if isinstance(merged.model, PeftModel):
+        raise ValueError(
+            "The module still holds its LoRA adapters: merge them first, "
+            "`module.model = module.model.merge_and_unload()` (notebook 04, section 4.3)."
+        )
+
+
+def export_artifacts(
+    run_id: str, merged: TransformerModule, folder: str | Path, runtime: str = "torch"
+) -> dict[str, str]:
+    """The pyfunc's artifacts for an evaluated run: `classifier` (the folder of
+    `export_classifier`) and `settings` (the served threshold, how to tokenize, the runtime).
+
+    `merged` is the run's best epoch (`logged_report(run_id)["best_epoch"]`) with its adapters
+    merged into the encoder; notebook 04 loads and merges it in a cell.
+    """
+    check_export(merged, runtime)
     report = logged_report(run_id)  # best epoch and threshold, from notebook 03
     config = run_config(run_id)
     folder = Path(folder)
-    module = load_epoch(run_id, report["best_epoch"])
-    export_classifier(module, folder / "classifier", runtime)
+    export_classifier(merged, folder / "classifier", runtime)
     settings = {
         "runtime": runtime,
         "threshold": report["threshold"],

@@ -50,14 +50,15 @@ def best_validation(run_id: str) -> tuple[int, float]:
 
 
 def sweep_table(parent_run_id: str, parameter: str = "lora_r") -> pd.DataFrame:
-    """One row per child run: the swept value, its size, its best epoch and its scores."""
+    """One row per child run, indexed by its value of `parameter` (a numeric setting of the
+    run's config, such as `lora_r` or `seed`): its size, its best epoch and its scores."""
     rows = []
     for run in child_runs(parent_run_id):
         run_id = run.info.run_id
         best_epoch, best_f1 = best_validation(run_id)
         rows.append(
             {
-                parameter: int(run.data.params[f"config.{parameter}"]),
+                parameter: run.data.params[f"config.{parameter}"],
                 "trainable params": int(run.data.params["trainable_params"]),
                 "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
                 "best epoch": best_epoch,
@@ -67,7 +68,9 @@ def sweep_table(parent_run_id: str, parameter: str = "lora_r") -> pd.DataFrame:
                 "run_id": run_id,
             }
         )
-    return pd.DataFrame(rows).set_index(parameter).sort_index()
+    table = pd.DataFrame(rows)
+    table[parameter] = pd.to_numeric(table[parameter])  # logged as text: "8", "0.002"
+    return table.set_index(parameter).sort_index()
 
 
 def plot_sweep(parent_run_id: str, parameter: str = "lora_r", metric: str = MONITOR) -> plt.Figure:
@@ -83,17 +86,3 @@ def plot_sweep(parent_run_id: str, parameter: str = "lora_r", metric: str = MONI
     axes.legend()
     figure.tight_layout()
     return figure
-
-
-def describe_sweep(table: pd.DataFrame) -> str:
-    """Which setting won on validation, and by how much; true for any outcome."""
-    column = f"best {MONITOR}"
-    best, worst = table[column].idxmax(), table[column].idxmin()
-    parameter = table.index.name
-    spread = table[column].max() - table[column].min()
-    return (
-        f"{parameter}={best} reached the highest {MONITOR} ({table[column].max():.3f}) and "
-        f"{parameter}={worst} the lowest ({table[column].min():.3f}), a spread of {spread:.3f}; "
-        f"trainable parameters range from {table['trainable params'].min():,} to "
-        f"{table['trainable params'].max():,}."
-    )

@@ -75,6 +75,14 @@ def expected(smoke_run_id, logged, datamodule, clauses) -> pd.DataFrame:
     return classify_clauses(module, datamodule, clauses, threshold)
 
 
+@pytest.fixture(scope="module")
+def merged(smoke_run_id, logged):
+    """The run's best epoch with its adapters merged, as notebook 04 merges it."""
+    module = load_epoch(smoke_run_id, tagged_best_epoch(smoke_run_id))
+    module.model = module.model.merge_and_unload()
+    return module
+
+
 def assert_same_predictions(answer: pd.DataFrame, expected: pd.DataFrame) -> None:
     # Merging LoRA into the encoder reorders float32 sums: equal up to rounding.
     assert answer["prob_unfair"].to_numpy() == pytest.approx(expected["prob_unfair"], abs=1e-4)
@@ -86,6 +94,10 @@ def test_the_pyfunc_file_agrees_with_the_package_it_cannot_import():
     assert set(BATCH_SIZES) == set(serving.RUNTIMES)
     assert pyfunc_model.ONNX_FILES == quantization.ONNX_FILES
     assert pyfunc_model.HEAD_FILE == serving.HEAD_FILE
+
+
+def test_notebook_merges_the_adapters_without_changing_the_logits(logged):
+    assert 0 <= logged["merge_difference"] <= 1e-5
 
 
 def test_first_model_becomes_champion_of_the_training_run(logged, smoke_run_id):
@@ -150,12 +162,12 @@ def test_answers_do_not_depend_on_how_clauses_are_batched(pyfunc, clauses):
     assert one_by_one == pytest.approx(batched, abs=1e-5)
 
 
-def saved_pyfunc(run_id: str, folder: Path, runtime: str) -> Path:
+def saved_pyfunc(run_id: str, merged, folder: Path, runtime: str) -> Path:
     """The run's pyfunc with `runtime`, saved locally as notebook 04 logs it."""
     mlflow.pyfunc.save_model(
         folder / "model",
         python_model=str(PYFUNC_FILE),
-        artifacts=export_artifacts(run_id, folder / "artifacts", runtime),
+        artifacts=export_artifacts(run_id, merged, folder / "artifacts", runtime),
         signature=signature("binary"),
         input_example=INPUT_EXAMPLE,
         pip_requirements=pip_requirements(runtime),
@@ -164,13 +176,13 @@ def saved_pyfunc(run_id: str, folder: Path, runtime: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_model(smoke_run_id, logged, tmp_path_factory) -> Path:
-    return saved_pyfunc(smoke_run_id, tmp_path_factory.mktemp("onnx"), "onnx")
+def onnx_model(smoke_run_id, merged, tmp_path_factory) -> Path:
+    return saved_pyfunc(smoke_run_id, merged, tmp_path_factory.mktemp("onnx"), "onnx")
 
 
 @pytest.fixture(scope="module")
-def int8_model(smoke_run_id, logged, tmp_path_factory) -> Path:
-    return saved_pyfunc(smoke_run_id, tmp_path_factory.mktemp("onnx-int8"), "onnx-int8")
+def int8_model(smoke_run_id, merged, tmp_path_factory) -> Path:
+    return saved_pyfunc(smoke_run_id, merged, tmp_path_factory.mktemp("onnx-int8"), "onnx-int8")
 
 
 def test_onnx_runtime_answers_like_the_module(onnx_model, clauses, expected):
@@ -200,7 +212,7 @@ def test_the_int8_model_multiplies_every_linear_layer_in_int8(int8_model):
     assert operators["MatMul"] == operators["Gemm"] == operators["Attention"] == 0, operators
 
 
-def test_an_export_that_scores_padding_wrong_is_refused(smoke_run_id, monkeypatch, tmp_path):
+def test_an_export_that_scores_padding_wrong_is_refused(merged, monkeypatch, tmp_path):
     fused = quantization.fused_for_onnx_runtime
 
     def without_the_mask(model):  # the failure the example batch's padding is there to catch
@@ -211,14 +223,20 @@ def test_an_export_that_scores_padding_wrong_is_refused(smoke_run_id, monkeypatc
         return model
 
     monkeypatch.setattr(quantization, "fused_for_onnx_runtime", without_the_mask)
-    merged = quantization.merged_copy(load_epoch(smoke_run_id, 0))
     with pytest.raises(RuntimeError, match="does not reproduce PyTorch's logits"):
         quantization.export_onnx(merged, tmp_path / "model.onnx")
 
 
-def test_an_unknown_runtime_is_refused_before_anything_is_written(smoke_run_id, tmp_path):
+def test_an_unknown_runtime_is_refused_before_anything_is_written(smoke_run_id, merged, tmp_path):
     with pytest.raises(ValueError, match="Unknown runtime 'tensorrt'"):
-        export_artifacts(smoke_run_id, tmp_path, runtime="tensorrt")
+        export_artifacts(smoke_run_id, merged, tmp_path, runtime="tensorrt")
+    assert not any(tmp_path.iterdir())
+
+
+def test_adapters_left_unmerged_are_refused_before_anything_is_written(smoke_run_id, tmp_path):
+    adapted = load_epoch(smoke_run_id, tagged_best_epoch(smoke_run_id))
+    with pytest.raises(ValueError, match="merge_and_unload"):
+        export_artifacts(smoke_run_id, adapted, tmp_path)
     assert not any(tmp_path.iterdir())
 
 

@@ -24,6 +24,17 @@ if data_source().local:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+# Fixtures that execute notebook 02: every test that needs one is a `notebook` test, which
+# `make test-fast` leaves out.
+NOTEBOOK_FIXTURES = {"smoke_training"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if NOTEBOOK_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.notebook)
+
+
 @pytest.fixture(scope="session")
 def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A sqlite store of the test session's own, so tests leave the learner's store alone.

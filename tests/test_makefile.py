@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,28 @@ def test_make_keeps_offline_mode_the_user_asked_for(tmp_path):
     repo = tmp_path / "clone"
     repo.mkdir()
     assert make_environment(repo, HF_HUB_OFFLINE="1") == {"HF_HUB_OFFLINE": "1", "LEXGLUE_PATH": ""}
+
+
+def test_setup_stops_on_an_older_python_before_creating_anything(tmp_path):
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    shutil.copy(REPO_ROOT / "Makefile", repo / "Makefile")
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        (repo / name).touch()
+    # A python3 that reports 3.10, as Ubuntu 22.04's does.
+    old_python = tmp_path / "python3.10"
+    old_python.write_text(
+        "#!/bin/sh\nexec " + sys.executable + " -c "
+        "\"import sys; sys.version_info = (3, 10, 12, 'final', 0); sys.version = '3.10.12'; "
+        'exec(sys.argv[1])" "$2"\n'
+    )
+    old_python.chmod(0o755)
+    result = subprocess.run(
+        ["make", "-s", "-C", str(repo), "setup", f"PYTHON3={old_python}"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "3.11" in result.stderr and "3.10.12" in result.stderr
+    assert not (repo / ".venv").exists()

@@ -127,7 +127,7 @@ def test_fresh_workshop_sweep_and_resume(workshop_store):
     assert resumed_run.info.run_name == "crash and resume"
     resumed = validation_f1_by_epoch(resumed_run.info.run_id)
     uninterrupted = validation_f1_by_epoch(table.loc[8, "run_id"])
-    assert list(resumed) == list(uninterrupted) == [0, 1, 2]
+    assert list(resumed) == list(uninterrupted) == [0, 1, 2, 3]  # stopped early, as committed
     assert list(resumed.values()) == pytest.approx(list(uninterrupted.values()), abs=1e-4)
 
 

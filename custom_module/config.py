@@ -43,8 +43,8 @@ MULTILABEL_TRAINING = {
     "preset_name": "cpu",  # every clause: LexGLUE's scores are of the whole test split
     "task": "multilabel",
     "max_epochs": 8,
-    # 8 full-data epochs take about 26 min on 2 idle cores: the `cpu` preset's 45-min guard
-    # would cut them short on a busy machine.
+    # 8 full-data epochs took 17 min on 2 idle cores (26 in another session): the `cpu` preset's
+    # 45-min guard would cut them short on a busy machine.
     "config_overrides": {"class_weighting": 0.5, "max_time_minutes": 120.0},
     "experiment_name": MULTILABEL_EXPERIMENT,
 }

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,8 @@ from pathlib import Path
 import mlflow
 import psutil
 import pytest
+
+from custom_module.serving import stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -57,15 +57,6 @@ def start_make(target: str, **variables: str) -> subprocess.Popen:
     )
 
 
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def kernel_interpreters(server: subprocess.Popen) -> list[str]:
     """The interpreters of the IPython kernels running under `server`."""
     children = psutil.Process(server.pid).children(recursive=True)
@@ -85,7 +76,7 @@ def test_make_lab_serves_the_notebooks_with_the_repository_kernel():
             assert response.status == 201  # a kernel of the default kind was started
         interpreters = kernel_interpreters(lab)
     finally:
-        stop(lab)
+        stop_process_group(lab)
     assert interpreters == [sys.executable]  # .venv's Python, the one the tests run with
     names = {item["name"] for item in contents["content"]}
     assert "02_peft_training.ipynb" in names  # it opens in notebooks/
@@ -100,5 +91,5 @@ def test_make_ui_shows_the_store_it_is_given(tmp_path):
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get?experiment_id="
         experiment = get_json(url + experiment_id)["experiment"]
     finally:
-        stop(ui)
+        stop_process_group(ui)
     assert experiment["name"] == "ui-check"

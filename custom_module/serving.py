@@ -128,9 +128,9 @@ def export_artifacts(
     `export_classifier`) and `settings` (the served threshold, how to tokenize, the runtime).
 
     `merged` is the run's best epoch (`logged_report(run_id)["best_epoch"]`) with its adapters
-    merged into the encoder; notebook 04 loads and merges it in a cell.
+    merged into the encoder; notebook 04 loads and merges it in a cell. `export_classifier`
+    refuses an unknown runtime or unmerged adapters before anything is written.
     """
-    check_export(merged, runtime)
     report = logged_report(run_id)  # best epoch and threshold, from notebook 03
     config = run_config(run_id)
     folder = Path(folder)

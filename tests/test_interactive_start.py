@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import mlflow
 import psutil
 import pytest
 
-from custom_module.serving import stop_process_group
+from custom_module.serving import free_port, stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -27,12 +26,6 @@ pytestmark = [
         reason="make lab and make ui start the repository's .venv",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get_json(url: str, timeout_s: float = 120.0) -> dict:

@@ -7,7 +7,9 @@ nor pickled classes; only the pip requirements logged with it. It therefore impo
 with mean pooling, the head's weights in `head.safetensors` beside it) and `settings.json`
 (threshold, max_length, task, pooling, category names, runtime). With `runtime` "onnx" or
 "onnx-int8" the logits come from ONNX Runtime, on an ONNX copy of that model (float, or int8) in
-the same folder.
+the same folder, and the file never imports torch: tokens and probabilities are numpy arrays, so
+those runtimes' environments leave out torch and safetensors (`benchmarks/pyfunc_footprint.py`
+measures what that saves in install size and cold start).
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from mlflow.exceptions import MlflowException
-from safetensors.torch import load_file
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 TEXT_COLUMN = "text"
 # Clauses per forward pass by runtime, after sorting a request by length. Small batches pad
@@ -84,7 +84,13 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
             self.session = onnxruntime.InferenceSession(
                 str(Path(folder) / ONNX_FILES[runtime]), providers=["CPUExecutionProvider"]
             )
-        elif self.settings.get("pooling", "cls") == "cls":  # the blog's head, inside the model
+            return
+        # The torch runtime only: the ONNX runtimes' environments have neither package.
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoModelForSequenceClassification
+
+        if self.settings.get("pooling", "cls") == "cls":  # the blog's head, inside the model
             self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
             self.head = None
         else:
@@ -93,19 +99,22 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
             self.head = torch.nn.Linear(*reversed(weights["weight"].shape))
             self.head.load_state_dict(weights)
 
-    def logits(self, encoded: dict) -> torch.Tensor:
+    def logits(self, encoded: dict[str, np.ndarray]) -> np.ndarray:
         """(batch, num_labels): the blog's head, or the mean of the token vectors, then the head."""
         if self.session is not None:  # the whole forward pass, pooling and head included
-            feeds = {name: encoded[name].numpy() for name in ("input_ids", "attention_mask")}
-            return torch.from_numpy(self.session.run(["logits"], feeds)[0])
-        output = self.model(**encoded)
-        if self.head is None:
-            return output.logits
-        mask = encoded["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
-        pooled = (output.last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.head(pooled)
+            feeds = {name: encoded[name] for name in ("input_ids", "attention_mask")}
+            return self.session.run(["logits"], feeds)[0]
+        import torch  # loaded already by load_context; imported here, not at the top, see there
 
-    @torch.inference_mode()
+        with torch.inference_mode():
+            encoded = {name: torch.from_numpy(ids) for name, ids in encoded.items()}
+            output = self.model(**encoded)
+            if self.head is None:
+                return output.logits.float().numpy()
+            mask = encoded["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
+            pooled = (output.last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            return self.head(pooled).float().numpy()
+
     def probabilities(self, clauses: list[str]) -> np.ndarray:
         """Sigmoid outputs, (clauses, num_labels), in the order given.
 
@@ -124,9 +133,10 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
                 truncation=True,
                 max_length=self.settings["max_length"],
                 padding=True,
-                return_tensors="pt",
+                return_tensors="np",
             )
-            probabilities[rows] = torch.sigmoid(self.logits(encoded).float()).numpy()
+            # The sigmoid, written with tanh so that no logit overflows `exp`.
+            probabilities[rows] = 0.5 + 0.5 * np.tanh(0.5 * self.logits(encoded))
         return probabilities
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

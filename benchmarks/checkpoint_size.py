@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, RobertaConfig
 
-from custom_module import preset
+from custom_module.config import preset
 from custom_module.module import TransformerModule
 
 
@@ -77,7 +77,7 @@ def module_for(preset_name: str) -> TransformerModule:
     """The preset's model with its LoRA settings and head (`gpu`: the blog's [CLS] head)."""
     config = preset(preset_name)
     return TransformerModule(
-        config.model_name,
+        model_name=config.model_name,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_target_modules=config.lora_target_modules,

@@ -1,14 +1,15 @@
-"""Does the `gpu` preset train on this CUDA card? One epoch, a checkpoint round trip, a resume.
+"""Does the `gpu` preset train on this CUDA card? Notebook 02 itself, on roberta-base's shape.
 
     python benchmarks/gpu_check.py              # every training clause (5,532)
     python benchmarks/gpu_check.py --limit 256  # a quick check on a balanced sample
 
-Builds the `gpu` preset's architecture (roberta-base, from its configuration with random
-weights, so no hub is needed) with the preset's LoRA settings, trains one epoch on the real
-UNFAIR-ToS clauses in the card's mixed precision (fp16 on a T4, bf16 from compute capability
-8.0) with MLflow's checkpoint autologging into a throwaway sqlite store, loads the checkpoint
-back, resumes from it for a second epoch, and prints clauses/s, peak GPU memory and the
-checkpoint size. The F1 of random weights means nothing; speed, memory and size do.
+Runs notebook 02 (`custom_module.train.train`, the path every run takes: its Trainer, callbacks,
+EarlyStopping and checkpoint autologging) with the `gpu` preset for two epochs, in the card's
+mixed precision (fp16 on a T4, bf16 from compute capability 8.0), into a throwaway sqlite store.
+The model is roberta-base's architecture with random weights (saved with the bundled MiniLM
+tokenizer, whose ids all fall inside roberta's vocabulary), so no hub is needed. It prints
+seconds per epoch and clauses/s, the GPU memory MLflow's system metrics saw, the checkpoint size,
+and loads the best epoch back. The F1 of random weights means nothing; speed, memory and size do.
 
 Without CUDA it says so and exits 0.
 """
@@ -16,24 +17,24 @@ Without CUDA it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
-import time
 from pathlib import Path
 
 import mlflow
-import pytorch_lightning as pl
 import torch
-from transformers import RobertaConfig, RobertaModel
+from transformers import AutoTokenizer, RobertaConfig, RobertaModel
 
-from custom_module.checkpoints import MONITOR, checkpoint_paths, logged_epochs
-from custom_module.config import mixed_precision_for_device, preset
-from custom_module.model_source import bundled_minilm_path
-from custom_module.module import TransformerModule
-from data import LexGlueDataModule
+from custom_module.checkpoints import load_epoch, tagged_best_epoch
+from custom_module.config import MONITOR, bundled_minilm_path
+from custom_module.runs import checkpoint_megabytes
+from custom_module.tracking import run_config
+from custom_module.train import train
 
 
 def random_roberta_base(folder: Path) -> str:
-    """roberta-base's encoder with random weights, saved where `from_pretrained` finds it.
+    """roberta-base's encoder with random weights and the MiniLM tokenizer, where
+    `from_pretrained` finds them.
 
     `RobertaConfig()`'s defaults are BERT's in three places; roberta-base has 514 positions,
     one token type and layer-norm epsilon 1e-5 (its vocabulary, 50,265, and special ids match).
@@ -42,123 +43,37 @@ def random_roberta_base(folder: Path) -> str:
     config = RobertaConfig(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5)
     torch.manual_seed(0)
     RobertaModel(config, add_pooling_layer=False).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(bundled_minilm_path()).save_pretrained(folder)
     return str(folder)
 
 
-class TrainingClock(pl.Callback):
-    """Clauses and seconds of the first epoch's training batches (validation excluded)."""
-
-    def __init__(self) -> None:
-        self.clauses = 0
-        self.started = 0.0
-        self.seconds = 0.0
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        torch.cuda.synchronize()
-        self.started = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.current_epoch == 0:
-            torch.cuda.synchronize()
-            self.clauses += len(batch["input_ids"])
-            self.seconds = time.perf_counter() - self.started
-
-
-def new_trainer(max_epochs: int, precision: str, callbacks=()) -> pl.Trainer:
-    """Like training's Trainer: autolog does the checkpointing and the logging."""
-    return pl.Trainer(
-        max_epochs=max_epochs,
-        accelerator="gpu",
-        devices=1,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        callbacks=list(callbacks),
-    )
-
-
 def run_check(limit: int | None, data_path: str | None, tmp: Path) -> None:
-    config = preset("gpu")
-    precision = mixed_precision_for_device()
     major, minor = torch.cuda.get_device_capability()
     print(f"device: {torch.cuda.get_device_name()} (compute capability {major}.{minor})")
-    print(f"precision: {precision}")
-    # roberta's BPE files need the hub. MiniLM's WordPiece ids (30,522) all fall inside
-    # roberta's 50,265-row embedding, so shapes and compute are roberta-base's.
-    print("tokens: the bundled MiniLM tokenizer (roberta's needs the hub; lengths differ a bit)")
-    datamodule = LexGlueDataModule(
-        tokenizer_path=str(bundled_minilm_path()),
-        data_path=data_path,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
-        sample_size=limit,
-        seed=config.seed,
-    )
-    datamodule.setup("fit")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
     model_path = random_roberta_base(tmp / "roberta-base-random")
-
-    def new_module() -> TransformerModule:
-        return TransformerModule(
-            model_name=model_path,
-            learning_rate=config.learning_rate,
-            lora_r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            lora_target_modules=config.lora_target_modules,
-            pooling=config.pooling,
-        )
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-    mlflow.create_experiment("gpu-check", artifact_location=(tmp / "mlartifacts").as_uri())
-    mlflow.set_experiment("gpu-check")
-    mlflow.pytorch.autolog(
-        checkpoint=True,
-        checkpoint_monitor=MONITOR,
-        checkpoint_mode="max",
-        checkpoint_save_best_only=False,
-        checkpoint_save_freq="epoch",
-        log_models=False,
+    run_id = train(
+        preset_name="gpu",
+        max_epochs=2,
+        sample_size=limit,
+        data_path=data_path,
+        experiment_name="gpu-check",
+        config_overrides={"model_name": model_path},
     )
-
-    module = new_module()
-    trainable, total = module.trainable_parameter_count()
-    print(f"model: roberta-base architecture, {trainable:,} of {total:,} parameters train")
-    clock = TrainingClock()
-    first = new_trainer(1, precision, [clock])
-    torch.cuda.reset_peak_memory_stats()
-    with mlflow.start_run() as run:
-        first.fit(module, datamodule=datamodule)
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    print(
-        f"train: {clock.clauses / clock.seconds:.1f} clauses/s "
-        f"({clock.clauses:,} clauses in {clock.seconds:.1f} s, one epoch)"
-    )
-    print(f"peak GPU memory: {peak:.2f} GiB allocated (training and validation)")
-
-    run_id = run.info.run_id
-    artifact = checkpoint_paths(run_id)[0]
-    checkpoint = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=artifact, dst_path=str(tmp / "download")
-    )
-    print(f"checkpoint: {artifact}, {Path(checkpoint).stat().st_size / 1e6:.1f} MB")
-
-    loaded = mlflow.pytorch.load_checkpoint(TransformerModule, run_id, epoch=0)
-    trained, restored = module.state_dict(), loaded.state_dict()
-    keys = sorted(module.checkpoint_state_keys())
-    same = sum(torch.equal(trained[key].cpu(), restored[key].cpu()) for key in keys)
-    print(f"load back: {same} of {len(keys)} checkpointed tensors equal the trained ones")
-    if same != len(keys):
-        raise SystemExit("The checkpoint loaded back differs from the trained module.")
-
-    resumed = new_trainer(2, precision)
-    with mlflow.start_run(run_id=run_id):
-        resumed.fit(new_module(), datamodule=datamodule, ckpt_path=checkpoint)
-    print(
-        f"resume: from the epoch-0 checkpoint, global step {first.global_step} -> "
-        f"{resumed.global_step}; checkpoints of epochs {logged_epochs(run_id)} in the run"
-    )
+    config, run = run_config(run_id), mlflow.get_run(run_id)
+    print(f"precision: {config.precision}; trainable params {run.data.params['trainable_params']}")
+    history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
+    ends = [run.info.start_time] + sorted(m.timestamp for m in history)
+    clauses = int(run.data.params.get("config.sample_size") or 0) or 5532
+    for epoch, (start, end) in enumerate(zip(ends, ends[1:], strict=False)):
+        seconds = (end - start) / 1000
+        print(f"epoch {epoch}: {seconds:.1f} s with validation, {clauses / seconds:.1f} clauses/s")
+    gpu_memory = {k: v for k, v in run.data.metrics.items() if k.startswith("system/gpu")}
+    print(f"GPU system metrics (last values): {gpu_memory or 'none logged'}")
+    best = tagged_best_epoch(run_id)
+    print(f"checkpoint of epoch {best}: {checkpoint_megabytes(run_id, best)} MB")
+    module = load_epoch(run_id, best)
+    print(f"load back: epoch {best} as {type(module).__name__}, {module.hparams.pooling} head")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,22 +30,19 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from custom_module.checkpoints import load_epoch
-from custom_module.config import run_config
-from custom_module.environment import quiet_library_output
+from custom_module.data import load_unfair_tos
 from custom_module.evaluation import logged_report
-from custom_module.platforms import registered_model_name
+from custom_module.notebook_helpers import quiet_library_output
 from custom_module.serving import (
     PYFUNC_FILE,
     RUNTIMES,
-    champion_uri,
     champion_version,
     export_artifacts,
     post,
     served,
     signature,
 )
-from custom_module.tracking import configure_tracking
-from data import load_unfair_tos
+from custom_module.tracking import CHAMPION, configure_tracking, registered_model_name, run_config
 
 BATCH = 256
 REFERENCE = "torch"
@@ -173,7 +170,7 @@ def main() -> None:
             f"{differ} clauses labelled differently"
         )
 
-    uri = champion_uri(name)
+    uri = f"models:/{name}@{CHAMPION}"
     with served(uri) as url:
         post(url, {"inputs": clauses[:1]})  # warm-up
         load = rest_load(url, clauses, args.clients, args.seconds)

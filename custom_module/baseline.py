@@ -1,14 +1,8 @@
-"""TF-IDF + linear SVM baseline for binary UNFAIR-ToS, side by side with a LoRA run.
-
-`python -m custom_module.baseline [--run-id RUN]` fits the baseline on the training split,
-scores the test split, and prints it next to the run's `Test_*` metrics (by default the
-latest finished run of the tutorial's experiment). The LoRA model is only worth its cost if it
-beats this by a clear margin.
+"""TF-IDF + linear SVM baseline for binary UNFAIR-ToS, next to a LoRA run's `Test_*` metrics
+(notebook 02): the LoRA model is only worth its cost if it beats this by a clear margin.
 """
 
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 import pandas as pd
@@ -18,9 +12,9 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
-from custom_module.config import TrainConfig, run_config
-from custom_module.tracking import find_run
-from data import balanced_sample, load_unfair_tos, to_targets
+from custom_module.config import TrainConfig
+from custom_module.data import balanced_sample, load_unfair_tos, to_targets
+from custom_module.tracking import run_config
 
 BASELINE = "TF-IDF + LinearSVC"
 LORA = "LoRA run"
@@ -30,9 +24,8 @@ SCORES = ("precision", "recall", "f1", "pr_auc")
 def split_texts_and_targets(
     dataset, split: str, sample_size: int | None, seed: int
 ) -> tuple[list[str], np.ndarray]:
-    """A split's clauses and unfair-or-not targets; with `sample_size`, the same balanced
-    sample `LexGlueDataModule` draws, so that a sampled LoRA run meets the baseline on equal
-    terms."""
+    """A split's clauses and unfair-or-not targets; with `sample_size`, `LexGlueDataModule`'s
+    balanced sample, so that a sampled LoRA run meets the baseline on equal terms."""
     texts = list(dataset[split]["text"])
     targets = to_targets(list(dataset[split]["labels"]), "binary")
     if sample_size is not None:
@@ -64,9 +57,8 @@ def baseline_test_metrics(
 
 
 def comparison_table(run: Run, data_path: str | None = None) -> pd.DataFrame:
-    """Test precision, recall, F1 and PR-AUC of the baseline and of a LoRA run, side by side,
-    with the difference; the run's scores are at threshold 0.5, its best epoch. A run trained
-    on a sample (`sample_size`) meets a baseline trained and tested on the same sample."""
+    """Test scores of the baseline and of a LoRA run (its best epoch, at 0.5), and the difference;
+    a run trained on a sample meets a baseline trained and tested on the same sample."""
     config = run_config(run.info.run_id)
     metrics = run.data.metrics
     lora = {
@@ -79,19 +71,3 @@ def comparison_table(run: Run, data_path: str | None = None) -> pd.DataFrame:
     table = pd.DataFrame({BASELINE: baseline, LORA: lora}).loc[list(SCORES)]
     table["LoRA - baseline"] = table[LORA] - table[BASELINE]
     return table.round(3)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
-    parser.add_argument("--run-id", help="LoRA run to compare; default: latest finished run")
-    parser.add_argument("--experiment-name", default=TrainConfig.experiment_name)
-    args = parser.parse_args(argv)
-    run = find_run(args.run_id, args.experiment_name)
-    table = comparison_table(run, args.data_path)
-    print(f"run {run.info.run_id} against the baseline, test split:")
-    print(table.to_string())
-
-
-if __name__ == "__main__":
-    main()

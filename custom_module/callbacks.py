@@ -1,8 +1,5 @@
-"""Lightning callbacks the training notebook adds to its `Trainer`.
-
-`RandomStateCallback` makes a resumed run draw the same random numbers as an uninterrupted one;
-`EpochSummary` shows one line per epoch that counts the steps while the epoch runs.
-"""
+"""Lightning callbacks for the training notebook's `Trainer`: `RandomStateCallback` makes a resumed
+run draw the same random numbers as an uninterrupted one; `EpochSummary` prints a line per epoch."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from IPython import get_ipython
 from IPython.display import display
 
 SUMMARY_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score")
@@ -19,44 +17,30 @@ SUMMARY_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score")
 
 class RandomStateCallback(pl.Callback):
     """Puts the torch, numpy and Python random states into every checkpoint and restores them
-    on resume, so dropout after a crash draws the same masks as an uninterrupted run.
-
-    The states are stored as tensors and plain tuples: torch's weights-only unpickler, which
-    `load_checkpoint` uses, refuses numpy arrays.
-    """
+    on resume, so dropout after a crash draws the same masks as an uninterrupted run. They are
+    stored as tensors and tuples: torch's weights-only unpickler (`load_checkpoint`) refuses numpy
+    arrays."""
 
     def state_dict(self) -> dict:
-        algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        algorithm, keys, *rest = np.random.get_state()  # rest: position, has_gauss, cached_gaussian
         return {
             "torch": torch.get_rng_state(),
-            "numpy": (
-                algorithm,
-                torch.from_numpy(keys.astype(np.int64)),
-                position,
-                has_gauss,
-                cached_gaussian,
-            ),
+            "numpy": (algorithm, torch.from_numpy(keys.astype(np.int64)), *rest),
             "python": random.getstate(),
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
         torch.set_rng_state(state_dict["torch"])
-        algorithm, keys, position, has_gauss, cached_gaussian = state_dict["numpy"]
-        np.random.set_state(
-            (algorithm, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian)
-        )
+        algorithm, keys, *rest = state_dict["numpy"]
+        np.random.set_state((algorithm, keys.numpy().astype(np.uint32), *rest))
         random.setstate(state_dict["python"])
 
 
 class EpochSummary(pl.Callback):
-    """One printed line per epoch (`epoch 0: Train_Loss 0.311 | Val_Loss 0.172 | ...`), instead of
-    a progress bar that papermill and nbval would store as hundreds of redrawn lines.
-
-    While an epoch runs, a line under it counts the steps and the time left, replaced in place (an
-    IPython display, updated at most every `refresh_seconds`) and emptied when the epoch's line is
-    printed. So a learner in Jupyter watches the steps go by, while an executed notebook (papermill,
-    nbval) keeps one line per epoch. Outside IPython only the epoch lines are printed.
-    """
+    """One printed line per epoch (`epoch 0: Train_Loss 0.311 | Val_Loss 0.172 | ...`), not a
+    progress bar that papermill and nbval would store as hundreds of redrawn lines. In IPython, a
+    display under it counts the running epoch's steps (updated at most every `refresh_seconds`)
+    and is emptied at the epoch's end, so executed notebooks keep one line per epoch."""
 
     def __init__(self, refresh_seconds: float = 1.0) -> None:
         self.refresh_seconds = refresh_seconds
@@ -83,9 +67,7 @@ class EpochSummary(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        shown = [
-            f"{name} {float(metrics[name]):.3f}" for name in SUMMARY_METRICS if name in metrics
-        ]
+        shown = [f"{n} {float(metrics[n]):.3f}" for n in SUMMARY_METRICS if n in metrics]
         seconds = time.perf_counter() - self.started
         self._show("")
         self.progress = None
@@ -98,6 +80,4 @@ class EpochSummary(pl.Callback):
 
 def in_ipython() -> bool:
     """True inside an IPython kernel or shell (Jupyter, papermill, nbval), where displays exist."""
-    from IPython import get_ipython
-
     return get_ipython() is not None

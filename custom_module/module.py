@@ -1,11 +1,8 @@
-"""`TransformerModule`: a pretrained encoder with LoRA adapters, as a LightningModule.
+"""`TransformerModule`: a frozen pretrained encoder with LoRA adapters, as a LightningModule.
 
-Only the LoRA matrices and the classification head train; the encoder stays frozen. The head
-reads either the mean of the token vectors (`pooling="mean"`, how all-MiniLM-L6-v2 was trained
-to embed sentences) or the first token, through the blog's `AutoModelForSequenceClassification`
-head (`pooling="cls"`). Every constructor argument is saved as a hyper-parameter, so
-`load_from_checkpoint` (and `mlflow.pytorch.load_checkpoint`) can rebuild the module from a
-checkpoint alone.
+The head reads the mean of the token vectors (`pooling="mean"`, how all-MiniLM-L6-v2 was trained)
+or the blog's first-token head (`pooling="cls"`). The settings (`MODEL_FIELDS`) are saved as
+hyper-parameters, so `load_from_checkpoint` can rebuild the module from a checkpoint alone.
 """
 
 from __future__ import annotations
@@ -37,11 +34,10 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from custom_module.config import TrainConfig
-from custom_module.model_source import resolve_model_path
+from custom_module.config import TrainConfig, resolve_model_path
 
 if TYPE_CHECKING:
-    from data import LexGlueDataModule
+    from custom_module.data import LexGlueDataModule
 
 STAGE_PREFIX = {"fit": "Train_", "validate": "Val_", "test": "Test_"}
 
@@ -53,18 +49,16 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
-    """Stateful metrics accumulated over a whole split; micro-averaged in the multilabel task.
-
-    Precision, recall and F1 are of the unfair class at threshold 0.5; PR-AUC (average
-    precision) summarises every threshold at once, the fairer comparison on a 1:9 imbalance.
-    """
+    """Metrics accumulated over a whole split (micro-averaged if multilabel). Precision, recall
+    and F1 are of the unfair class at threshold 0.5; PR-AUC (average precision) summarises every
+    threshold at once, the fairer comparison on a 1:9 imbalance."""
     if task == "binary":
         metrics = {
             "Acc": BinaryAccuracy(),
             "Precision": BinaryPrecision(),
             "Recall": BinaryRecall(),
             "F1_Score": BinaryF1Score(),
-            "PR_AUC": BinaryAveragePrecision(),  # threshold-free: the whole ranking
+            "PR_AUC": BinaryAveragePrecision(),
         }
     else:
         kwargs = {"num_labels": num_labels, "average": "micro"}
@@ -79,22 +73,16 @@ def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
 
 
 def dropout_settings(encoder_dropout: float) -> dict[str, float]:
-    """The encoder's own dropout, on hidden states and attention (BERT and RoBERTa name both
-    alike)."""
-    return {
-        "hidden_dropout_prob": encoder_dropout,
-        "attention_probs_dropout_prob": encoder_dropout,
-    }
+    """The encoder's own dropout on hidden states and attention (BERT and RoBERTa name it alike)."""
+    return {"hidden_dropout_prob": encoder_dropout, "attention_probs_dropout_prob": encoder_dropout}
 
 
 def mean_pooling_encoder(
     model_path: str, num_labels: int, encoder_dropout: float
 ) -> tuple[nn.Module, nn.Dropout, nn.Linear, TaskType]:
-    """The encoder alone, and our head on the mean of its token vectors (`pooling="mean"`).
-
-    The head lives outside PEFT and trains in full: it starts random, so there is nothing to
-    adapt. Returns (encoder, head dropout, head, the PEFT task type of the encoder).
-    """
+    """The encoder alone, and our head on the mean of its token vectors (`pooling="mean"`). The
+    head lives outside PEFT and trains in full: it starts random, so there is nothing to adapt.
+    Returns (encoder, head dropout, head, the PEFT task type of the encoder)."""
     encoder = AutoModel.from_pretrained(
         model_path, add_pooling_layer=False, **dropout_settings(encoder_dropout)
     )
@@ -116,49 +104,52 @@ def cls_head_encoder(
 
 HEADS = {"mean": mean_pooling_encoder, "cls": cls_head_encoder}
 POOLINGS = tuple(HEADS)
+# The `TrainConfig` fields that shape the module and its optimizer: its hyper-parameters.
+MODEL_FIELDS = (
+    "model_name",
+    "task",
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "encoder_dropout",
+    "lora_target_modules",
+    "pooling",
+)
 
 
 class TransformerModule(pl.LightningModule):
-    """LoRA fine-tuning of a pretrained encoder for UNFAIR-ToS.
-
-    `task="binary"` has one logit (unfair or not); `task="multilabel"` has one per category.
-    Both train with a sigmoid cross-entropy; `pos_weight` (one value per logit, usually the
-    fair/unfair ratio of the training split) counters the ~1:9 class imbalance.
-    """
+    """LoRA fine-tuning of a pretrained encoder for UNFAIR-ToS: one logit (unfair or not) for
+    `task="binary"`, one per category for `"multilabel"`. `pos_weight` (one value per logit, e.g.
+    the training split's fair/unfair ratio) counters the ~1:9 class imbalance."""
 
     def __init__(
-        self,
-        model_name: str = TrainConfig.model_name,
-        task: str = TrainConfig.task,
-        num_labels: int = 1,
-        learning_rate: float = TrainConfig.learning_rate,
-        weight_decay: float = TrainConfig.weight_decay,
-        warmup_ratio: float = TrainConfig.warmup_ratio,
-        lora_r: int = TrainConfig.lora_r,
-        lora_alpha: int = TrainConfig.lora_alpha,
-        lora_dropout: float = TrainConfig.lora_dropout,
-        encoder_dropout: float = TrainConfig.encoder_dropout,
-        lora_target_modules: str | Sequence[str] = TrainConfig.lora_target_modules,
-        pos_weight: Sequence[float] | None = None,
-        pooling: str = TrainConfig.pooling,
+        self, num_labels: int = 1, pos_weight: Sequence[float] | None = None, **settings
     ) -> None:
+        """`settings`: any of `MODEL_FIELDS`, by name; the others keep `TrainConfig`'s defaults."""
         super().__init__()
-        self.save_hyperparameters()
-        if task == "binary" and num_labels != 1:
+        unknown = set(settings) - set(MODEL_FIELDS)
+        if unknown:
+            raise ValueError(f"Not a setting of the module: {sorted(unknown)}; see MODEL_FIELDS.")
+        config = TrainConfig().replace(**settings)
+        hparams = {name: getattr(config, name) for name in MODEL_FIELDS}
+        self.save_hyperparameters({"num_labels": num_labels, "pos_weight": pos_weight, **hparams})
+        if config.task == "binary" and num_labels != 1:
             raise ValueError("The binary task has exactly one logit: use num_labels=1.")
-        if pooling not in POOLINGS:
-            raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
-        encoder, self.head_dropout, self.head, task_type = HEADS[pooling](
-            resolve_model_path(model_name), num_labels, encoder_dropout
+        if config.pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {config.pooling!r}; choose one of {POOLINGS}.")
+        encoder, self.head_dropout, self.head, task_type = HEADS[config.pooling](
+            resolve_model_path(config.model_name), num_labels, config.encoder_dropout
         )
+        targets = config.lora_target_modules
         lora = LoraConfig(
             task_type=task_type,
-            r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=lora_target_modules
-            if isinstance(lora_target_modules, str)
-            else list(lora_target_modules),
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets if isinstance(targets, str) else list(targets),
         )
         self.model = get_peft_model(encoder, lora)
         # from_pretrained returns eval-mode modules and Lightning keeps each module's mode,
@@ -168,7 +159,7 @@ class TransformerModule(pl.LightningModule):
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
         self.stage_metrics = nn.ModuleDict(
             {
-                stage: epoch_metrics(task, num_labels, prefix)
+                stage: epoch_metrics(config.task, num_labels, prefix)
                 for stage, prefix in STAGE_PREFIX.items()
             }
         )
@@ -179,21 +170,8 @@ class TransformerModule(pl.LightningModule):
         pos_weight = None
         if config.class_weighting:
             pos_weight = [w**config.class_weighting for w in datamodule.pos_weight()]
-        return cls(
-            model_name=config.model_name,
-            task=config.task,
-            num_labels=datamodule.num_labels,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            warmup_ratio=config.warmup_ratio,
-            lora_r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            encoder_dropout=config.encoder_dropout,
-            lora_target_modules=config.lora_target_modules,
-            pos_weight=pos_weight,
-            pooling=config.pooling,
-        )
+        settings = {name: getattr(config, name) for name in MODEL_FIELDS}
+        return cls(num_labels=datamodule.num_labels, pos_weight=pos_weight, **settings)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits, shape (batch, num_labels)."""
@@ -257,21 +235,17 @@ class TransformerModule(pl.LightningModule):
         return self.trainable_state_keys() | head_copies
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Drop the frozen encoder: it is rebuilt from `model_name` on load.
-
-        With the `cpu` preset's LoRA settings this turns MiniLM's 94 MB checkpoint into 4.1 MB per
-        epoch, roberta-base's 511 MB into 15 MB (`benchmarks/checkpoint_size.py`); the
-        optimizer, loop and callback states are kept, so runs can resume.
-        """
+        """Drop the frozen encoder, rebuilt from `model_name` on load: with the `cpu` preset's LoRA
+        settings a checkpoint shrinks from 94 to 4.1 MB per epoch for MiniLM, 511 to 15 MB for
+        roberta-base (`benchmarks/checkpoint_size.py`). Optimizer, loop and callback states are
+        kept, so runs can resume."""
         keep = self.checkpoint_state_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Complete an adapter-only checkpoint with the frozen weights this module was built with.
-
-        Loading stays strict: a checkpoint that lacks a trainable weight, or holds a weight this
-        module does not have, still fails instead of silently keeping a random head.
-        """
+        Loading stays strict: a missing trainable weight or an unknown one still fails, instead of
+        silently keeping a random head."""
         saved = checkpoint["state_dict"]
         missing = sorted(self.checkpoint_state_keys() - set(saved))
         if missing:
@@ -288,13 +262,9 @@ class TransformerModule(pl.LightningModule):
             if isinstance(layer, LoraLayer) and layer.lora_A:
                 added = sum(p.numel() for p in layer.lora_A.parameters())
                 added += sum(p.numel() for p in layer.lora_B.parameters())
-                rows.append(
-                    {
-                        "layer": name.removeprefix("base_model.model."),
-                        "shape": f"{layer.in_features} -> {layer.out_features}",
-                        "lora_params": added,
-                    }
-                )
+                short = name.removeprefix("base_model.model.")
+                shape = f"{layer.in_features} -> {layer.out_features}"
+                rows.append({"layer": short, "shape": shape, "lora_params": added})
         return rows
 
     def trainable_parameter_count(self) -> tuple[int, int]:

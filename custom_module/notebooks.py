@@ -1,15 +1,18 @@
 """Execute the tutorial notebooks with papermill: one code path for notebooks and command lines.
 
-The command lines (`python -m custom_module.train`, `python -m custom_module.tutorial`) run the
-same notebooks a reader runs, with parameters injected into each notebook's `parameters` cell.
-Parameters are checked against that cell before anything runs, and a failure names the notebook
-and the cell that failed.
+    python -m custom_module.notebooks --preset smoke              # all five, into output/
+    python -m custom_module.notebooks --notebook 02 -p max_epochs 2 -p seed 7
+
+Each parameter goes to every notebook whose `parameters` cell declares it; one that none of them
+declares is refused before anything runs. Later notebooks find the run that earlier ones logged.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
+import sys
 from pathlib import Path
 
 import papermill
@@ -35,18 +38,33 @@ def declared_parameters(name: str) -> dict[str, dict]:
     return papermill.inspect_notebook(str(NOTEBOOK_DIR / name))
 
 
-def check_parameters(name: str, parameters: dict) -> None:
-    """ValueError naming what the notebook's `parameters` cell does not declare."""
-    declared = declared_parameters(name)
-    unknown = sorted(set(parameters) - set(declared))
+def parameters_per_notebook(notebooks: list[str], parameters: dict) -> dict[str, dict]:
+    """Each notebook's share of `parameters`; ValueError for one that none of them declares."""
+    declared = {name: declared_parameters(name) for name in notebooks}
+    known = sorted({p for names in declared.values() for p in names})
+    unknown = sorted(set(parameters) - set(known))
     if unknown:
-        raise ValueError(f"{name} has no parameter(s) {unknown}; it takes {sorted(declared)}.")
+        raise ValueError(
+            f"{', '.join(notebooks)}: no parameter(s) {unknown}; the parameters are {known}."
+        )
+    return {
+        name: {k: v for k, v in parameters.items() if k in declared[name]} for name in notebooks
+    }
+
+
+def select_notebooks(prefixes: list[str] | None) -> list[str]:
+    """The notebooks, in order, whose names start with one of `prefixes` (`02`); all for None."""
+    if not prefixes:
+        return list(NOTEBOOKS)
+    unmatched = [p for p in prefixes if not any(name.startswith(p) for name in NOTEBOOKS)]
+    if unmatched:
+        raise ValueError(f"No notebook starts with {unmatched}; the notebooks are {NOTEBOOKS}.")
+    return [name for name in NOTEBOOKS if any(name.startswith(p) for p in prefixes)]
 
 
 def parse_value(text: str) -> str | int | float | bool | list | dict | None:
-    """A command-line value as the Python value it spells (`3`, `0.5`, `None`, `True`, a list
-    of those such as `[2, 8]`, a dict of them by name such as `{'learning_rate': 0.002}`), else
-    the text itself. An MLflow run id (32 hex digits) stays text, even all digits."""
+    """The scalar, list of scalars or dict of them by name a command-line value spells, else the
+    text; an MLflow run id (32 hex digits) stays text even when it is all digits."""
     if RUN_ID.fullmatch(text):
         return text
     try:
@@ -67,12 +85,8 @@ def parse_value(text: str) -> str | int | float | bool | list | dict | None:
 def run_notebook(
     name: str, output: Path, parameters: dict | None = None, log_output: bool = False
 ) -> Path:
-    """Execute notebook `name` into `output` with `parameters`; return the output path.
-
-    `log_output` streams the cells' output to the terminal while it runs (the command lines do).
-    """
-    parameters = parameters or {}
-    check_parameters(name, parameters)
+    """Execute notebook `name` into `output`; `log_output` streams the cells' output as it runs."""
+    parameters = parameters_per_notebook([name], parameters or {})[name]
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
@@ -92,3 +106,40 @@ def run_notebook(
             f"The executed notebook, up to the error, is {output}."
         ) from error
     return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("output"), help="executed notebooks")
+    parser.add_argument("--notebook", action="append", help="run only these (e.g. 02); repeatable")
+    parser.add_argument("--preset", help="preset_name: smoke, workshop, cpu, gpu or auto")
+    parser.add_argument("--data-path", help="the data_path parameter (or LEXGLUE_PATH)")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="any notebook parameter, e.g. -p max_epochs 2",
+    )
+    args = parser.parse_args(argv)
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    if args.preset:
+        parameters["preset_name"] = args.preset
+    if args.data_path:
+        parameters["data_path"] = args.data_path
+    try:
+        notebooks = select_notebooks(args.notebook)
+        shares = parameters_per_notebook(notebooks, parameters)
+        for name in notebooks:
+            print(f"running {name} {shares[name] or ''}", flush=True)
+            print(f"  wrote {run_notebook(name, args.output / name, shares[name])}", flush=True)
+    except (ValueError, NotebookFailed) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"executed notebooks are in {args.output}")
+
+
+if __name__ == "__main__":
+    main()

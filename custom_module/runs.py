@@ -1,16 +1,21 @@
-"""Reading a training run back from MLflow: per-epoch metrics, system metrics, what was logged."""
+"""Reading runs back from MLflow: per-epoch metrics, system metrics, what was logged, and the
+child runs of a sweep side by side (notebook 05), found by the tag MLflow links them with.
+"""
 
 from __future__ import annotations
 
 import tempfile
 
-import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from mlflow.entities import Run
 
-from custom_module.checkpoints import logged_epochs
+from custom_module.checkpoints import checkpoint_paths, logged_epochs, tagged_best_epoch
+from custom_module.config import MONITOR
+from custom_module.tracking import BEST_EPOCH_TAG, get_run
 
+PARENT_TAG = "mlflow.parentRunId"
+TENSORBOARD_ARTIFACTS = "tensorboard"
 EPOCH_METRICS = (
     "Train_Loss",
     "Val_Loss",
@@ -27,11 +32,7 @@ SYSTEM_METRICS = {
 
 
 def epoch_table(run_id: str, names: tuple[str, ...] = EPOCH_METRICS) -> pd.DataFrame:
-    """One row per epoch, one column per metric.
-
-    Autolog logs epoch metrics with the epoch as their step, counted from 0 like the
-    checkpoint folders (`checkpoints/epoch_0`).
-    """
+    """One row per epoch (autolog's step, from 0 like `checkpoints/epoch_0`), one per metric."""
     client = mlflow.MlflowClient()
     columns = {
         name: {m.step: round(m.value, 4) for m in client.get_metric_history(run_id, name)}
@@ -52,20 +53,16 @@ def logged_summary(run_id: str) -> pd.Series:
             "system metrics": sum(name.startswith("system/") for name in run.data.metrics),
             "model metrics": sum(not name.startswith("system/") for name in run.data.metrics),
             "parameters": len(run.data.params),
-            "best_epoch tag": run.data.tags.get("best_epoch", "missing"),
+            "best_epoch tag": run.data.tags.get(BEST_EPOCH_TAG, "missing"),
         }
     )
-
-
-TENSORBOARD_ARTIFACTS = "tensorboard"
 
 
 def tensorboard_scalars(run_id: str) -> pd.DataFrame:
     """The scalars in a run's TensorBoard event files, each checked against MLflow's copy.
 
-    One row per TensorBoard tag: whether the run holds an MLflow metric of that name with the
-    same values in the same order ("same values"), other values, or none ("not in MLflow", like
-    Lightning's `epoch` counter). The tests read it to prove the logger adds files, not metrics.
+    One row per tag: the same values in MLflow, different ones, or none. The tests read it to
+    prove the TensorBoard logger adds files, not metrics.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -94,26 +91,6 @@ def tensorboard_scalars(run_id: str) -> pd.DataFrame:
     return table
 
 
-def plot_learning_curves(table: pd.DataFrame, best_epoch: int, weighted: bool) -> plt.Figure:
-    """Loss per epoch on the left, validation scores on the right; the best epoch marked."""
-    figure, (loss_axis, score_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    table[["Train_Loss", "Val_Loss"]].plot(ax=loss_axis, marker="o")
-    loss_axis.set_title("Loss per epoch")
-    loss_axis.set_ylabel(f"{'class-weighted' if weighted else 'unweighted'} BCE loss")
-    table[["Val_Precision", "Val_Recall", "Val_F1_Score", "Val_PR_AUC"]].plot(
-        ax=score_axis, marker="o"
-    )
-    score_axis.set_title("Validation scores per epoch (threshold 0.5)")
-    score_axis.set_ylabel("score")
-    for axis in (loss_axis, score_axis):
-        axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel("epoch (from 0)")
-        axis.legend()
-    figure.tight_layout()
-    return figure
-
-
 def system_metrics(run_id: str) -> pd.DataFrame:
     """CPU and memory samples of the run, indexed by minutes since the first sample."""
     client = mlflow.MlflowClient()
@@ -127,13 +104,55 @@ def system_metrics(run_id: str) -> pd.DataFrame:
     return table
 
 
-def plot_system_metrics(table: pd.DataFrame) -> plt.Figure:
-    """The `system/*` samples MLflow took while the run trained, one panel per metric."""
-    figure, axes = plt.subplots(1, len(table.columns), figsize=(10, 3.5))
-    for axis, column in zip(axes, table.columns, strict=True):
-        table[column].plot(ax=axis, marker=".")
-        axis.set_title(column)
-        axis.set_xlabel("minutes since the run started")
-        axis.set_ylabel(column)
-    figure.tight_layout()
-    return figure
+def child_runs(parent_run_id: str) -> list[Run]:
+    """The runs filed under `parent_run_id`, oldest first; LookupError for an unknown run or
+    one without children."""
+    parent = get_run(parent_run_id)
+    children = mlflow.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        output_format="list",
+    )
+    if not children:
+        raise LookupError(f"Run {parent_run_id} has no child runs: it is not a sweep's parent.")
+    return children
+
+
+def checkpoint_megabytes(run_id: str, epoch: int) -> float:
+    """Size of the run's checkpoint file of `epoch`, in MB."""
+    path = checkpoint_paths(run_id)[epoch]
+    folder = path.rsplit("/", 1)[0]
+    sizes = {f.path: f.file_size for f in mlflow.MlflowClient().list_artifacts(run_id, folder)}
+    return round(sizes[path] / 1e6, 2)
+
+
+def best_validation(run_id: str) -> tuple[int, float]:
+    """The run's tagged best epoch, and its validation F1 after that epoch."""
+    best_epoch = tagged_best_epoch(run_id)
+    history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
+    return best_epoch, next(m.value for m in history if m.step == best_epoch)
+
+
+def sweep_table(parent_run_id: str, parameter: str = "lora_r") -> pd.DataFrame:
+    """One row per child run, indexed by its value of the numeric setting `parameter`: its size,
+    its best epoch and its scores."""
+    rows = []
+    for run in child_runs(parent_run_id):
+        run_id = run.info.run_id
+        best_epoch, best_f1 = best_validation(run_id)
+        rows.append(
+            {
+                parameter: run.data.params[f"config.{parameter}"],
+                "trainable params": int(run.data.params["trainable_params"]),
+                "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
+                "best epoch": best_epoch,
+                f"best {MONITOR}": round(best_f1, 3),
+                "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
+                "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
+                "run_id": run_id,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table[parameter] = pd.to_numeric(table[parameter])  # logged as text: "8", "0.002"
+    return table.set_index(parameter).sort_index()

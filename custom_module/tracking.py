@@ -1,32 +1,147 @@
-"""Where runs are stored, and how later notebooks find them.
-
-MLflow 3's default store is `./mlflow.db` of the *current* folder, so notebooks, the CLI and the
-tests started from different folders would each get their own. Everything here uses one store at
-the repository root (a sqlite file plus an artifact folder) unless `MLFLOW_TRACKING_URI` says
-otherwise (a tracking server, `databricks`, or on Colab the sqlite file on Google Drive that the
-setup cell chose with `platforms.use_drive_store`).
+"""Where runs are stored, the names things get there, and how later notebooks find them.
+MLflow 3's default store is `./mlflow.db` of the *current* folder, which would split notebooks,
+CLI and tests; so one store at the repository root, unless `MLFLOW_TRACKING_URI` says otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import sqlite3
+from collections.abc import Mapping, MutableMapping
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow.entities import Run
 
-from custom_module.config import CONFIG_ARTIFACT
-from custom_module.platforms import experiment_path, platform_tracking_uri
+from custom_module.config import TrainConfig
 
 if TYPE_CHECKING:
-    from custom_module.config import TrainConfig
-    from custom_module.module import TransformerModule
+    import pytorch_lightning as pl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlflow.db"
 SQLITE_PREFIX = "sqlite:///"
+CONFIG_ARTIFACT = "config.json"
+BEST_EPOCH_TAG = "best_epoch"  # set by training (`checkpoints.tag_best_epoch`)
+THRESHOLD_TAG = "decision_threshold"  # set by notebook 03 (`evaluation.log_evaluation`)
+CHAMPION = "champion"  # the registry alias of the served model (notebook 04)
+# Unity Catalog needs three parts; Free Edition comes with catalog `workspace`, schema `default`.
+LOCAL_MODEL_NAME = "lexglue-unfair-tos-classifier"
+UC_MODEL_NAME = "workspace.default.unfair_tos_classifier"
+# Not allowed in a Unity Catalog name (nor are more than 255 characters).
+UC_FORBIDDEN = re.compile(r"[.\s/\x00-\x1f\x7f]")
+# The one copy: scripts/stamp_repository_url.py stamps it into the README and every notebook's
+# setup cell (which runs before the clone). While it names OWNER, the Colab setup cell stops.
+REPOSITORY_URL = "https://github.com/OWNER/lexglue-lora-mlflow.git"
+# Colab: where its examples mount Google Drive, and the store's folder in the learner's Drive.
+COLAB_DRIVE = "/content/drive"
+DRIVE_STORE_FOLDER = "MyDrive/lexglue-lora-mlflow"
+
+
+def on_databricks(environ: Mapping[str, str] | None = None) -> bool:
+    """True inside a Databricks notebook or job: its runtime sets `DATABRICKS_RUNTIME_VERSION`."""
+    return bool((os.environ if environ is None else environ).get("DATABRICKS_RUNTIME_VERSION"))
+
+
+def use_drive_store(
+    mount_point: str = COLAB_DRIVE, environ: MutableMapping[str, str] | None = None
+) -> str:
+    """On Colab, the store's URI: `MLFLOW_TRACKING_URI` if set, else a sqlite file on the learner's
+    Google Drive, set as `MLFLOW_TRACKING_URI` for every process the notebook starts. Each Colab
+    notebook runs in a runtime of its own whose disk goes with it; Drive outlives them."""
+    environ = os.environ if environ is None else environ
+    if environ.get("MLFLOW_TRACKING_URI"):
+        return environ["MLFLOW_TRACKING_URI"]
+    from google.colab import drive
+
+    drive.mount(mount_point)
+    database = Path(mount_point, DRIVE_STORE_FOLDER, "mlflow.db")
+    database.parent.mkdir(parents=True, exist_ok=True)
+    check_sqlite_on_drive(database)
+    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
+    return environ["MLFLOW_TRACKING_URI"]
+
+
+def check_sqlite_on_drive(database: Path) -> None:
+    """Make sure the sqlite file on Drive keeps a rollback journal and takes a write lock, before
+    MLflow opens it. WAL mode fails on Drive's FUSE mount (its `-shm` index is not kept coherent,
+    other runtimes may miss commits in `-wal`), and a database once in WAL stays there."""
+    try:
+        with closing(sqlite3.connect(database, timeout=20, isolation_level=None)) as connection:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                connection.execute("PRAGMA journal_mode = DELETE")
+            connection.execute("BEGIN IMMEDIATE")  # the write lock MLflow will take
+            connection.execute("ROLLBACK")
+    except sqlite3.Error as error:
+        raise RuntimeError(
+            f"SQLite cannot use the MLflow store on Google Drive ({database}): {error}. Set "
+            "MLFLOW_TRACKING_URI to a tracking server (or `databricks`) before the setup cell, "
+            "or move the file aside on Drive if it is damaged."
+        ) from error
+
+
+def databricks_user(tracking_uri: str = "databricks") -> str:
+    """The user name (an email address) of whoever runs this, asked of the workspace through the
+    Databricks SDK (its own authentication, or the profile of a `databricks://<profile>` URI)."""
+    from databricks.sdk import WorkspaceClient
+
+    profile = urlparse(tracking_uri).netloc or None
+    try:
+        user = WorkspaceClient(profile=profile).current_user.me().user_name
+    except Exception as error:
+        raise RuntimeError(
+            "Could not ask Databricks who the current user is, to place the experiment under "
+            "/Users/<you>/. Give the experiment an absolute workspace path instead (e.g. "
+            "/Users/you@example.com/lexglue-unfair-tos-lora or /Shared/lexglue-unfair-tos-lora), "
+            "or set DATABRICKS_HOST and DATABRICKS_TOKEN (or a profile) for this machine."
+        ) from error
+    if not user:
+        raise RuntimeError("Databricks answered without a user name; give an absolute path.")
+    return user
+
+
+def experiment_path(name: str, tracking_uri: str, user: str | None = None) -> str:
+    """The experiment name to give MLflow for `name` under this tracking URI: Databricks
+    (`databricks`, `databricks://<profile>`) takes only absolute paths, so `/Users/<user>/name`."""
+    if not name or not name.strip("/"):
+        raise ValueError("The experiment name is empty; give a name such as 'lexglue-unfair-tos'.")
+    if "databricks" not in (tracking_uri, urlparse(tracking_uri).scheme) or name.startswith("/"):
+        return name
+    return f"/Users/{user or databricks_user(tracking_uri)}/{name}"
+
+
+def registered_model_name(name: str | None = None, registry_uri: str | None = None) -> str:
+    """The name to register the model under in this registry (default: MLflow's), checked before
+    any upload: Unity Catalog needs `catalog.schema.model`, other registries take a plain name."""
+    registry_uri = mlflow.get_registry_uri() if registry_uri is None else registry_uri
+    if "databricks-uc" not in (registry_uri, urlparse(registry_uri).scheme):
+        return name or LOCAL_MODEL_NAME
+    name = name or UC_MODEL_NAME
+    parts = name.split(".")
+    example = f"workspace.default.{parts[-1] or 'unfair_tos_classifier'}"
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(
+            f"Unity Catalog registers models as catalog.schema.model; {name!r} has "
+            f"{len(parts)} part(s). Use e.g. {example!r} (Free Edition's catalog `workspace` "
+            "and schema `default`), or a schema you may create models in."
+        )
+    for part in parts:
+        if len(part) > 255 or UC_FORBIDDEN.search(part):
+            raise ValueError(
+                f"{part!r} in {name!r} is not a Unity Catalog name: at most 255 characters, "
+                "no spaces, slashes or control characters. Use letters, digits and underscores."
+            )
+    if name != name.lower():
+        raise ValueError(
+            f"Unity Catalog stores names in lower case; register as {name.lower()!r} so the "
+            "name you look up is the name it keeps."
+        )
+    return name
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -35,50 +150,37 @@ def tracking_uri(uri: str | None = None) -> str:
     return (
         uri
         or os.environ.get("MLFLOW_TRACKING_URI")
-        or platform_tracking_uri()
+        # Inside Databricks a local sqlite file would hide the runs from the Experiments page.
+        or ("databricks" if on_databricks() else None)
         or f"sqlite:///{DEFAULT_STORE}"
     )
 
 
 def configure_tracking(experiment_name: str | None = None, uri: str | None = None) -> str | None:
-    """Point MLflow at the tutorial's store (see `tracking_uri`); create the experiment there
-    if it is new, with its artifacts beside the store (see `artifact_root`).
-
-    Returns the experiment name to pass to `mlflow.set_experiment`: on Databricks a plain name
-    becomes `/Users/<you>/<name>` (see `platforms.experiment_path`).
-    """
+    """Point MLflow at the tutorial's store; create the experiment if new. Returns the name to pass
+    to `mlflow.set_experiment` (see `experiment_path`). A sqlite store's artifacts go beside it, in
+    `mlartifacts` (else MLflow puts them under the *current* folder); a server picks its own."""
     mlflow.set_tracking_uri(tracking_uri(uri))
     if not experiment_name:
         return None
-    experiment_name = experiment_path(experiment_name, mlflow.get_tracking_uri())
+    store = mlflow.get_tracking_uri()
+    experiment_name = experiment_path(experiment_name, store)
     if mlflow.get_experiment_by_name(experiment_name) is None:
-        location = artifact_root(mlflow.get_tracking_uri())
+        location = None
+        if store.startswith(SQLITE_PREFIX):
+            database = Path(store.removeprefix(SQLITE_PREFIX)).resolve()
+            location = (database.parent / "mlartifacts").as_uri()
         mlflow.create_experiment(experiment_name, artifact_location=location)
     return experiment_name
 
 
-def artifact_root(uri: str) -> str | None:
-    """For a sqlite store, the `mlartifacts` folder beside the database file; else the server's.
-
-    Without this MLflow would put artifacts under the *current* folder, scattering them (and on
-    Colab leaving them in a runtime that is gone when the next notebook looks for them).
-    """
-    if not uri.startswith(SQLITE_PREFIX):
-        return None
-    return (Path(uri.removeprefix(SQLITE_PREFIX)).resolve().parent / "mlartifacts").as_uri()
-
-
 def find_run(run_id: str | None, experiment_name: str) -> Run:
-    """The run `run_id`, or else the latest finished run of the experiment.
-
-    How notebooks later in the chain, and the command lines, find the run to work on.
-    """
+    """The run `run_id`, or else the latest finished run of the experiment."""
     configure_tracking()
     return get_run(run_id) if run_id else latest_finished_run(experiment_name)
 
 
 def latest_finished_run(experiment_name: str) -> Run:
-    """The most recent run of the experiment that finished."""
     experiment_name = experiment_path(experiment_name, mlflow.get_tracking_uri())
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -112,13 +214,25 @@ def get_run(run_id: str) -> Run:
         ) from error
 
 
-def log_configuration(config: TrainConfig, module: TransformerModule) -> None:
-    """What autolog leaves out: the config, the module's hyper-parameters, its size.
-
-    `config.json` is what `run_config` reads back to evaluate or resume the run.
-    """
+def log_configuration(config: TrainConfig, module: pl.LightningModule) -> None:
+    """What autolog leaves out: the config (read back by `run_config`), hyper-parameters, size."""
     mlflow.log_params(config.as_params())
     mlflow.log_params(dict(module.hparams))
     mlflow.log_dict(dataclasses.asdict(config), CONFIG_ARTIFACT)
     trainable, total = module.trainable_parameter_count()
     mlflow.log_params({"trainable_params": trainable, "total_params": total})
+
+
+def run_config(run_id: str) -> TrainConfig:
+    """The `TrainConfig` a run was trained with (its `config.json` artifact)."""
+    run = get_run(run_id)
+    try:
+        fields = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{CONFIG_ARTIFACT}")
+    except mlflow.exceptions.MlflowException as error:
+        raise LookupError(
+            f"Run {run_id} has no {CONFIG_ARTIFACT}: it was not made by notebook 02 "
+            "(or `python -m custom_module.train`), or it died before training started."
+        ) from error
+    # A run logged before a field was dropped (`tracking_uri`, say) still loads.
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in fields.items() if k in known})

@@ -3,26 +3,26 @@
     python -m custom_module.train --preset cpu --max-epochs 3
     python -m custom_module.train --resume RUN_ID
 
-Every option is a parameter of the notebook's `parameters` cell (`--sample-size 256` sets
-`sample_size = 256`); the notebook's cells build the data module and the LoRA module, switch on
-MLflow autologging and train, exactly as a reader runs them. The executed notebook is kept
-(`--output`), and the run id it recorded is printed.
+Each option is a parameter of the notebook's `parameters` cell: `--sample-size 256`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from custom_module.notebooks import (
-    NotebookFailed,
-    declared_parameters,
-    parse_value,
-    run_notebook,
-)
-from custom_module.results import read_results
+import mlflow
+import psutil
+
+from custom_module.checkpoints import logged_epochs
+from custom_module.notebook_helpers import read_results
+from custom_module.notebooks import NotebookFailed, declared_parameters, parse_value, run_notebook
 
 TRAINING_NOTEBOOK = "02_peft_training.ipynb"
 DEFAULT_OUTPUT = Path("output") / "train" / TRAINING_NOTEBOOK
@@ -31,10 +31,7 @@ ALIASES = {"preset_name": "--preset", "resume_run_id": "--resume"}
 
 
 def train(output: Path | None = None, log_output: bool = False, **parameters) -> str:
-    """Execute notebook 02 with `parameters` (its `parameters` cell's names); return the run id.
-
-    `output` keeps the executed notebook; by default it is discarded.
-    """
+    """Execute notebook 02 with `parameters` (kept at `output` if given); return the run id."""
     with tempfile.TemporaryDirectory() as scratch:
         path = run_notebook(
             TRAINING_NOTEBOOK, output or Path(scratch) / TRAINING_NOTEBOOK, parameters, log_output
@@ -43,13 +40,58 @@ def train(output: Path | None = None, log_output: bool = False, **parameters) ->
 
 
 def resume(run_id: str, output: Path | None = None, log_output: bool = False) -> str:
-    """Continue a run that died, from its latest checkpoint, in the same MLflow run.
-
-    The optimizer, scheduler, epoch counter, EarlyStopping and random states come back from the
-    checkpoint, so the remaining epochs match an uninterrupted run, and metrics keep their
-    epoch numbering.
-    """
+    """Continue a run that died, from its latest checkpoint, in the same MLflow run. Optimizer,
+    scheduler, epoch counter, EarlyStopping and random states come back, so the remaining epochs
+    match an uninterrupted run and metrics keep their epoch numbering."""
     return train(output, log_output, resume_run_id=run_id)
+
+
+def first_checkpointed_run(experiment_name: str, started_after_ms: int) -> str | None:
+    """A run of the experiment that started after `started_after_ms`, is still running and has
+    logged a checkpoint file; None while there is none."""
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    query = f"attributes.status = 'RUNNING' and attributes.start_time > {started_after_ms}"
+    runs = mlflow.search_runs([experiment.experiment_id], filter_string=query, output_format="list")
+    return next((r.info.run_id for r in runs if logged_epochs(r.info.run_id)), None)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and every process below it (papermill's kernel does the training)."""
+    family = psutil.Process(process.pid).children(recursive=True)
+    for member in [*family, psutil.Process(process.pid)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # it may have exited already
+            member.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def train_then_kill(
+    experiment_name: str, output: Path, timeout_seconds: float = 600, **parameters
+) -> str:
+    """Train with notebook 02's `parameters` in another process and SIGKILL it once epoch 0 is
+    checkpointed, like a machine that loses power, to show resuming; the run id, still `RUNNING`."""
+    command = [sys.executable, "-m", "custom_module.train", "--output", str(output)]
+    command += ["--experiment-name", experiment_name]
+    for name, value in parameters.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    started = int(time.time() * 1000)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        while time.monotonic() < deadline:
+            run_id = first_checkpointed_run(experiment_name, started)
+            if run_id is not None:
+                kill_tree(process)
+                return run_id
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"Training ended before its first checkpoint:\n{stderr}")
+            time.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            kill_tree(process)
+    raise TimeoutError(f"No checkpoint was logged within {timeout_seconds:.0f} s.")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path, dict]:
@@ -57,15 +99,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="executed notebook")
     for name, declared in declared_parameters(TRAINING_NOTEBOOK).items():
-        flags = [f"--{name.replace('_', '-')}"]
-        if name in ALIASES:
-            flags.insert(0, ALIASES[name])
-        parser.add_argument(
-            *flags,
-            dest=name,
-            type=parse_value,
-            help=f"{declared['help']} (default {declared['default']})",
-        )
+        option = f"--{name.replace('_', '-')}"
+        flags = [ALIASES[name], option] if name in ALIASES else [option]
+        described = f"{declared['help']} (default {declared['default']})"
+        parser.add_argument(*flags, dest=name, type=parse_value, help=described)
     args = vars(parser.parse_args(argv))
     output = args.pop("output")
     return output, {name: value for name, value in args.items() if value is not None}

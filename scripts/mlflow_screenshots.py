@@ -35,6 +35,8 @@ from urllib.parse import quote, urlparse
 
 import psutil
 
+from custom_module.tracking import BEST_EPOCH_TAG
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from playwright.sync_api import BrowserContext, Page, Request, Route
@@ -236,7 +238,7 @@ def find_target(base_url: str, args: argparse.Namespace) -> Target:
         base_url,
         experiment.experiment_id,
         run.info.run_id,
-        run.data.tags.get("best_epoch"),
+        run.data.tags.get(BEST_EPOCH_TAG),
         find_sweep(client, args.compare_experiment),
     )
 

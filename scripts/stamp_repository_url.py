@@ -4,7 +4,7 @@
     .venv/bin/python scripts/stamp_repository_url.py           # again, from the recorded URL
     .venv/bin/python scripts/stamp_repository_url.py --check   # exit 1 where a copy disagrees
 
-The URL is recorded in one place, `REPOSITORY_URL` in `custom_module/platforms.py`. Two kinds of
+The URL is recorded in one place, `REPOSITORY_URL` in `custom_module/tracking.py`. Two kinds of
 copy cannot import it: every notebook's setup cell, which on Colab runs before the repository is
 cloned (it is what clones it), and the README, which is plain text: its Colab links
 (`colab.research.google.com/github/<owner>/<name>/blob/<branch>/notebooks/...`) and the clone URL
@@ -28,11 +28,11 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSTANT_FILE = Path("custom_module/platforms.py")
+CONSTANT_FILE = Path("custom_module/tracking.py")
 README = Path("README.md")
 NOTEBOOKS = "notebooks/*.ipynb"
 PLACEHOLDER = "OWNER/lexglue-lora-mlflow"
-# The recorded URL in platforms.py, and its stamped copy in a setup cell: the same line.
+# The recorded URL in tracking.py, and its stamped copy in a setup cell: the same line.
 URL_LINE = re.compile(r'^REPOSITORY_URL = "(?P<url>[^"]*)"', re.MULTILINE)
 # A Colab link to one of this repository's notebooks, whoever it names as the owner.
 COLAB_LINK = re.compile(

@@ -7,12 +7,14 @@ The smoke run is made the way a reader makes one: by executing notebook 02 (with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow
 import pytest
 from run_layout import logged_layout
 
-from custom_module.platforms import data_source
+from custom_module.data import data_source
 from custom_module.tracking import configure_tracking
 from custom_module.train import train
 
@@ -39,11 +41,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A sqlite store of the test session's own, so tests leave the learner's store alone.
 
-    Set in the environment too, so the notebooks' kernels and the command lines use it.
+    Set in the environment too, so the notebooks' kernels and the command lines use it. Tests
+    that log outside a notebook log to its "tests" experiment: the Default one would put their
+    artifacts under the current folder, the repository.
     """
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    configure_tracking(uri=uri)
+    mlflow.set_experiment(configure_tracking("tests", uri=uri))
     return uri
 
 
@@ -65,3 +69,13 @@ def smoke_run_id(smoke_training: dict) -> str:
 @pytest.fixture(scope="session")
 def smoke_run(smoke_run_id: str) -> mlflow.entities.Run:
     return mlflow.get_run(smoke_run_id)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_repository_stays_clean() -> Iterator[None]:
+    """No test may leave a store in the repository (the learner's `mlflow.db` lives there)."""
+    root = Path(__file__).resolve().parents[1]
+    before = {name for name in ("mlruns", "mlartifacts", "mlflow.db") if (root / name).exists()}
+    yield
+    after = {name for name in ("mlruns", "mlartifacts", "mlflow.db") if (root / name).exists()}
+    assert after <= before, f"the tests wrote {sorted(after - before)} into {root}"

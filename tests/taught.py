@@ -2,7 +2,7 @@
 the committed notebooks (`test_taught_numbers.py`) and of a fresh execution
 (`test_fresh_execution.py`).
 
-Tolerances come from the seed spread measured by `python -m custom_module.search` on this
+Tolerances come from the seed spread measured by `python scripts/preset_search.py` on this
 repository's 2-core machine (README, "How the cpu preset was chosen").
 """
 

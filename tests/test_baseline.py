@@ -6,13 +6,13 @@ import pytest
 from taught import BASELINE_F1
 
 from custom_module import baseline
-from custom_module.model_source import MINILM, resolve_model_path
-from data import LexGlueDataModule, load_unfair_tos
+from custom_module.config import TrainConfig
+from custom_module.data import LexGlueDataModule, load_unfair_tos
 
 
 def test_a_sampled_baseline_trains_and_tests_on_the_data_modules_sample():
     dataset = load_unfair_tos(None)
-    datamodule = LexGlueDataModule(resolve_model_path(MINILM), sample_size=64, seed=7)
+    datamodule = LexGlueDataModule(TrainConfig(sample_size=64, seed=7))
     datamodule.setup()
     for split in ("train", "test"):
         texts, targets = baseline.split_texts_and_targets(dataset, split, 64, 7)

@@ -24,7 +24,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from custom_module.notebooks import NOTEBOOK_DIR, NOTEBOOKS
-from custom_module.platforms import DRIVE_STORE_FOLDER, use_drive_store
+from custom_module.tracking import DRIVE_STORE_FOLDER, use_drive_store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COLAB_ENV = {"COLAB_RELEASE_TAG": "release-colab_20250101-060000_RC00"}
@@ -181,15 +181,15 @@ import sys
 sys.path.insert(0, {clone!r})
 import custom_module
 assert custom_module.__file__.startswith({clone!r}), custom_module.__file__  # never the checkout
-from custom_module.platforms import use_drive_store
+from custom_module.tracking import use_drive_store
 print(use_drive_store(mount_point={mount!r}))
 """
 # How notebook 02 files its run: the experiment made by configure_tracking, a run, its config.
 NOTEBOOK_02 = """
 import dataclasses
 import mlflow
-from custom_module import preset
-from custom_module.config import CONFIG_ARTIFACT
+from custom_module.config import preset
+from custom_module.tracking import CONFIG_ARTIFACT
 from custom_module.tracking import configure_tracking
 config = preset("smoke", experiment_name={experiment!r})
 mlflow.set_experiment(configure_tracking(config.experiment_name))
@@ -200,7 +200,7 @@ print(run.info.run_id)
 """
 # How notebook 03 finds it: the latest finished run of the experiment, and the config it logged.
 NOTEBOOK_03 = """
-from custom_module import run_config
+from custom_module.tracking import run_config
 from custom_module.tracking import find_run
 run = find_run(None, {experiment!r})
 print(run.info.run_id)
@@ -232,6 +232,7 @@ def run_in_a_fresh_runtime(runtime: Path, notebook: str, google_drive: Path) -> 
     return result.stdout.split()
 
 
+@pytest.mark.notebook
 def test_notebook_03_in_its_own_runtime_finds_the_run_notebook_02_logged_in_another(
     tmp_path, google_drive
 ):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from custom_module import platforms
-from custom_module.model_source import MINILM, resolve_model_path
-from data import (
+from custom_module import data
+from custom_module.config import TrainConfig
+from custom_module.data import (
     LABEL_NAMES,
     LengthBucketBatchSampler,
     LexGlueDataModule,
@@ -20,7 +20,7 @@ from data import (
 
 @pytest.fixture(scope="module")
 def datamodule() -> LexGlueDataModule:
-    module = LexGlueDataModule(resolve_model_path(MINILM))
+    module = LexGlueDataModule(TrainConfig())
     module.setup()
     return module
 
@@ -80,7 +80,7 @@ def test_folder_without_parquet_files_names_the_missing_splits(tmp_path):
 
 def test_unset_path_falls_back_to_the_hub_id(monkeypatch, tmp_path):
     monkeypatch.delenv("LEXGLUE_PATH", raising=False)
-    monkeypatch.setattr(platforms, "SHARED_DATA", tmp_path / "no-shared-copy")
+    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "no-shared-copy")
     assert resolve_data_path() == "coastalcph/lex_glue"
 
 
@@ -90,7 +90,7 @@ def test_unset_path_uses_the_copy_beside_the_repository(monkeypatch, tmp_path):
     for split in ("train", "validation", "test"):
         (shared / "unfair_tos" / f"{split}-00000-of-00001.parquet").write_bytes(b"")
     monkeypatch.delenv("LEXGLUE_PATH", raising=False)
-    monkeypatch.setattr(platforms, "SHARED_DATA", shared)
+    monkeypatch.setattr(data, "SHARED_DATA", shared)
     assert resolve_data_path() == str(shared)
 
 
@@ -131,9 +131,9 @@ def test_bucketed_batches_cover_each_row_once_and_repeat_per_epoch():
 
 def test_dynamic_padding_pads_far_less_than_max_length(datamodule):
     batch_widths = [batch["input_ids"].shape[1] for batch in datamodule.train_dataloader()]
-    assert max(batch_widths) <= datamodule.max_length
+    assert max(batch_widths) <= datamodule.config.max_length
     # Mean clause length is ~38 tokens: bucketed batches stay close to it, not to 128.
-    assert np.mean(batch_widths) < 0.5 * datamodule.max_length
+    assert np.mean(batch_widths) < 0.5 * datamodule.config.max_length
 
 
 def test_batches_carry_attention_masks_that_match_padding(datamodule):

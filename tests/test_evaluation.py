@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from custom_module import evaluation
+from custom_module import notebooks
 from custom_module.evaluation import (
     SplitPredictions,
     build_report,
@@ -20,7 +20,7 @@ from custom_module.evaluation import (
     logged_report,
     recall_per_category,
 )
-from custom_module.results import read_results
+from custom_module.notebook_helpers import read_results
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,10 @@ def scored(smoke_run_id):
 
 @pytest.fixture(scope="module")
 def executed(smoke_run_id, tmp_path_factory):
-    """`python -m custom_module.evaluation` on the smoke run: notebook 03, executed."""
-    path = tmp_path_factory.mktemp("evaluation") / "03.ipynb"
-    evaluation.main(["--run-id", smoke_run_id, "--output", str(path)])
+    """Notebook 03 on the smoke run, executed by the command line that logged_report names."""
+    folder = tmp_path_factory.mktemp("evaluation")
+    notebooks.main(["--notebook", "03", "-p", "run_id", smoke_run_id, "--output", str(folder)])
+    path = folder / "03_checkpoint_evaluation.ipynb"
     return {"results": read_results(path), "report": logged_report(smoke_run_id)}
 
 

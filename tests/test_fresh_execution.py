@@ -27,9 +27,8 @@ from test_taught_numbers import results, workshop_trivial_f1
 from custom_module import baseline
 from custom_module.checkpoints import MONITOR, logged_epochs, tagged_best_epoch
 from custom_module.evaluation import logged_report
-from custom_module.platforms import registered_model_name
-from custom_module.sweep import sweep_table
-from custom_module.tracking import latest_finished_run
+from custom_module.runs import sweep_table
+from custom_module.tracking import latest_finished_run, registered_model_name
 
 FRESH_STORE = os.environ.get("FRESH_STORE")
 # `make test` re-runs notebooks 01 and 05 beside 02-04, each group with a store of its own.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,18 +11,16 @@ import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 from torch import nn
 
-from custom_module import TrainConfig, TransformerModule, preset
-from custom_module.config import ATTENTION_TARGETS
-from custom_module.model_source import MINILM
-from custom_module.module import mean_pool
-from data import LexGlueDataModule
+from custom_module.config import ATTENTION_TARGETS, MINILM, TrainConfig, preset
+from custom_module.data import LexGlueDataModule
+from custom_module.module import MODEL_FIELDS, TransformerModule, mean_pool
 
 
 @pytest.fixture(scope="module")
 def smoke_parts() -> tuple:
     config = preset("smoke")
     pl.seed_everything(config.seed)
-    datamodule = LexGlueDataModule.from_config(config)
+    datamodule = LexGlueDataModule(config)
     datamodule.setup()
     return config, datamodule, TransformerModule.from_config(config, datamodule)
 
@@ -190,12 +188,21 @@ def test_lora_layers_lists_every_adapted_layer_and_what_it_adds(smoke_parts):
     assert sum(layer["lora_params"] for layer in layers) + head == trainable
 
 
-def test_module_and_data_module_defaults_come_from_train_config():
-    module_defaults = inspect.signature(TransformerModule.__init__).parameters
-    data_defaults = inspect.signature(LexGlueDataModule.__init__).parameters
+def test_module_settings_are_train_config_fields_with_its_defaults():
+    module = TransformerModule()
     config = TrainConfig()
-    names = ("learning_rate", "weight_decay", "lora_r", "lora_alpha", "lora_target_modules")
-    for name in (*names, "pooling"):
-        assert module_defaults[name].default == getattr(config, name), name
-    for name in ("batch_size", "max_length", "seed", "task"):
-        assert data_defaults[name].default == getattr(config, name), name
+    assert set(MODEL_FIELDS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    for name in MODEL_FIELDS:
+        assert module.hparams[name] == getattr(config, name), name
+    with pytest.raises(ValueError, match="batch_size"):
+        TransformerModule(batch_size=8)  # a data setting, not the module's
+
+
+def test_the_module_rebuilt_from_a_config_has_that_configs_settings():
+    config = TrainConfig(lora_r=4, lora_alpha=8, learning_rate=5e-4)
+
+    class OneLabel:
+        num_labels = 1
+
+    module = TransformerModule.from_config(config, OneLabel())
+    assert (module.hparams.lora_r, module.hparams.learning_rate) == (4, 5e-4)

@@ -18,17 +18,9 @@ import datasets
 import huggingface_hub
 import pytest
 
-import data
-from custom_module import platforms
-from custom_module.platforms import (
-    DataSource,
-    data_source,
-    experiment_path,
-    on_colab,
-    on_databricks,
-    platform_tracking_uri,
-    registered_model_name,
-)
+from custom_module import data, tracking
+from custom_module.data import DataSource, data_source
+from custom_module.tracking import experiment_path, on_databricks, registered_model_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER = "ada.lovelace@example.com"
@@ -43,30 +35,12 @@ def test_databricks_is_recognised_by_its_runtime_variable():
     assert not on_databricks({})
 
 
-def test_colab_is_recognised_by_its_release_tag(monkeypatch):
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    assert on_colab({"COLAB_RELEASE_TAG": "release-colab_20250101-060000_RC00"})
-    assert not on_colab({})
-
-
-def test_inside_databricks_tracking_defaults_to_the_workspace():
-    assert platform_tracking_uri(DATABRICKS_ENV) == "databricks"
-    assert platform_tracking_uri({}) is None
-
-
-# Loads platforms.py on its own, as a notebook's first cell could before anything is installed.
-LOAD_PLATFORMS = (
-    "import importlib.util, sys\n"
-    f"spec = importlib.util.spec_from_file_location('platforms', {str(platforms.__file__)!r})\n"
-    "platforms = sys.modules['platforms'] = importlib.util.module_from_spec(spec)\n"
-    "spec.loader.exec_module(platforms)\n"
-)
-
-
-def test_platforms_imports_without_torch_mlflow_or_transformers():
-    code = LOAD_PLATFORMS + "print(sorted({'torch', 'mlflow', 'transformers'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip() == "[]", result.stderr
+def test_inside_databricks_tracking_defaults_to_the_workspace(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "client.4.9")
+    assert tracking.tracking_uri() == "databricks"
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION")
+    assert tracking.tracking_uri().startswith("sqlite:///")
 
 
 # --- experiments -----------------------------------------------------------------------------
@@ -189,11 +163,12 @@ def test_local_registry_keeps_the_plain_name():
 def test_databricks_tracking_registers_in_unity_catalog_by_default(tmp_path):
     """MLflow 3 itself turns tracking `databricks` into registry `databricks-uc` (run apart,
     so no other test's tracking URI leaks in)."""
-    code = LOAD_PLATFORMS + (
+    code = (
         "import mlflow\n"
+        "from custom_module import tracking\n"
         "print(mlflow.get_registry_uri())\n"
-        "print(platforms.registered_model_name())\n"
-        f"print(platforms.experiment_path('lexglue', mlflow.get_tracking_uri(), user={USER!r}))\n"
+        "print(tracking.registered_model_name())\n"
+        f"print(tracking.experiment_path('lexglue', mlflow.get_tracking_uri(), user={USER!r}))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin",
@@ -247,10 +222,6 @@ def test_offline_mode_is_read_as_datasets_reads_it(tmp_path):
     assert not data_source(environ=environ, shared_copy=tmp_path / "absent").offline
 
 
-def test_hub_id_is_the_one_data_loads():
-    assert platforms.LEXGLUE_HUB_ID == data.HUB_ID
-
-
 def test_volumes_folder_is_read_like_any_local_copy(monkeypatch):
     # /Volumes/<catalog>/<schema>/<volume>/... is a plain folder on Databricks; here a path
     # that does not exist must fail as a local folder, never fall through to the hub.
@@ -262,7 +233,7 @@ def test_volumes_folder_is_read_like_any_local_copy(monkeypatch):
 @pytest.fixture
 def no_local_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("LEXGLUE_PATH", raising=False)
-    monkeypatch.setattr(platforms, "SHARED_DATA", tmp_path / "absent")
+    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "absent")
 
 
 def test_offline_without_a_local_copy_names_both_remedies(monkeypatch, tmp_path, no_local_copy):

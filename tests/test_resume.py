@@ -6,8 +6,10 @@ import mlflow
 import pytest
 
 from custom_module.checkpoints import logged_epochs
-from custom_module.crash import train_then_kill
-from custom_module.train import resume
+from custom_module.train import resume, train_then_kill
+
+# Trains through notebook 02 (minutes): `make test-fast` leaves these out.
+pytestmark = pytest.mark.notebook
 
 EXPERIMENT = "tests-resume"
 EPOCHS = 2  # the smoke preset's

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import mlflow
+import preset_search as search
 import pytest
 
-from custom_module import search
 from custom_module.tracking import configure_tracking
 
 
@@ -83,7 +83,7 @@ def test_a_candidate_is_added_to_a_finished_search_without_training_the_others(
             mlflow.log_metrics({"Test_F1_Score": 0.8, "Test_PR_AUC": 0.88})
         return child.info.run_id
 
-    monkeypatch.setattr("custom_module.train.train", fake_train)
+    monkeypatch.setattr(search, "train", fake_train)
     added = "cpu preset, batch 8"
     search.main(["--parent", parent.info.run_id, "--candidate", added, "--seeds", "5"])
     assert trained == [search.CANDIDATES[added]]

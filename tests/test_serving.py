@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import onnx
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from transformers import AutoConfig
 
-from custom_module import pyfunc_model, quantization, run_config, serving
+from custom_module import onnx_export, pyfunc_model, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
-from custom_module.evaluation import classify_clauses, logged_report
+from custom_module.data import LexGlueDataModule
+from custom_module.evaluation import logged_report, predict
+from custom_module.notebook_helpers import read_results
 from custom_module.notebooks import run_notebook
 from custom_module.pyfunc_model import BATCH_SIZES
-from custom_module.results import read_results
 from custom_module.serving import (
     INPUT_EXAMPLE,
     PYFUNC_FILE,
@@ -31,7 +36,7 @@ from custom_module.serving import (
     should_promote,
     signature,
 )
-from data import LexGlueDataModule
+from custom_module.tracking import run_config
 
 REGISTERED_NAME = "tests-unfair-tos"
 CHAMPION_URI = f"models:/{REGISTERED_NAME}@champion"
@@ -57,7 +62,7 @@ def pyfunc(logged):
 
 @pytest.fixture(scope="module")
 def datamodule(smoke_run_id) -> LexGlueDataModule:
-    datamodule = LexGlueDataModule.from_config(run_config(smoke_run_id))
+    datamodule = LexGlueDataModule(run_config(smoke_run_id))
     datamodule.setup()
     return datamodule
 
@@ -72,7 +77,9 @@ def expected(smoke_run_id, logged, datamodule, clauses) -> pd.DataFrame:
     """What the in-process module says at the run's best epoch and served threshold."""
     module = load_epoch(smoke_run_id, tagged_best_epoch(smoke_run_id))
     threshold = logged_report(smoke_run_id)["threshold"]
-    return classify_clauses(module, datamodule, clauses, threshold)
+    prob_unfair = predict(module, datamodule.texts_dataloader(clauses)).max(axis=1)
+    label = np.where(prob_unfair > threshold, "unfair", "fair")
+    return pd.DataFrame({"text": clauses, "prob_unfair": prob_unfair.round(4), "label": label})
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +99,7 @@ def assert_same_predictions(answer: pd.DataFrame, expected: pd.DataFrame) -> Non
 def test_the_pyfunc_file_agrees_with_the_package_it_cannot_import():
     # pyfunc_model.py runs without this repository, so it repeats these names: they must match.
     assert set(BATCH_SIZES) == set(serving.RUNTIMES)
-    assert pyfunc_model.ONNX_FILES == quantization.ONNX_FILES
+    assert pyfunc_model.ONNX_FILES == onnx_export.ONNX_FILES
     assert pyfunc_model.HEAD_FILE == serving.HEAD_FILE
 
 
@@ -192,6 +199,32 @@ def test_onnx_runtime_answers_like_the_module(onnx_model, clauses, expected):
     assert "onnxruntime==" in (onnx_model / "requirements.txt").read_text()
 
 
+# Loads the pyfunc file as MLflow's models-from-code does, in a Python where torch cannot import.
+WITHOUT_TORCH = """
+import importlib.util, json, sys, types
+sys.modules["torch"] = sys.modules["safetensors.torch"] = None
+spec = importlib.util.spec_from_file_location("pyfunc_model", sys.argv[1])
+pyfunc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pyfunc)
+model = pyfunc.UnfairClauseClassifier()
+model.load_context(types.SimpleNamespace(artifacts=json.loads(sys.argv[2])))
+print(model.predict(None, json.loads(sys.argv[3]))[["label", "prob_unfair"]].to_json())
+"""
+
+
+def test_the_onnx_pyfunc_needs_no_torch(onnx_model, clauses, expected):
+    requirements = (onnx_model / "requirements.txt").read_text().split()
+    assert not [line for line in requirements if line.startswith(("torch", "safetensors"))]
+    folder = onnx_model / "artifacts"
+    artifacts = {"classifier": str(folder / "classifier"), "settings": f"{folder}/settings.json"}
+    arguments = [str(PYFUNC_FILE), json.dumps(artifacts), json.dumps(clauses)]
+    answer = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *arguments], capture_output=True, text=True
+    )
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert_same_predictions(pd.read_json(io.StringIO(answer.stdout.splitlines()[-1])), expected)
+
+
 def test_onnx_int8_runtime_predicts_close_to_the_module(int8_model, clauses, expected):
     answer = mlflow.pyfunc.load_model(str(int8_model)).predict(pd.DataFrame({"text": clauses}))
     # int8 weights round every product: close, not equal (the benchmark measures test F1).
@@ -213,18 +246,18 @@ def test_the_int8_model_multiplies_every_linear_layer_in_int8(int8_model):
 
 
 def test_an_export_that_scores_padding_wrong_is_refused(merged, monkeypatch, tmp_path):
-    fused = quantization.fused_for_onnx_runtime
+    fused = onnx_export.fused_for_onnx_runtime
 
     def without_the_mask(model):  # the failure the example batch's padding is there to catch
         model = fused(model)
         for node in model.graph:
             if node.op_type == "Attention":
-                node.resize_inputs(quantization.MASK_INDEX)
+                node.resize_inputs(onnx_export.MASK_INDEX)
         return model
 
-    monkeypatch.setattr(quantization, "fused_for_onnx_runtime", without_the_mask)
+    monkeypatch.setattr(onnx_export, "fused_for_onnx_runtime", without_the_mask)
     with pytest.raises(RuntimeError, match="does not reproduce PyTorch's logits"):
-        quantization.export_onnx(merged, tmp_path / "model.onnx")
+        onnx_export.export_onnx(merged, tmp_path / "model.onnx")
 
 
 def test_an_unknown_runtime_is_refused_before_anything_is_written(smoke_run_id, merged, tmp_path):

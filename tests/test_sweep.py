@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from custom_module import sweep
+from custom_module import runs
 from custom_module.tracking import configure_tracking
 
 
@@ -40,12 +40,12 @@ def parent_run_id(tracking_store, tmp_path_factory) -> str:
 
 
 def test_children_are_found_through_the_parent_tag(parent_run_id):
-    names = [run.data.tags["mlflow.runName"] for run in sweep.child_runs(parent_run_id)]
+    names = [run.data.tags["mlflow.runName"] for run in runs.child_runs(parent_run_id)]
     assert names == ["lora_r=2", "lora_r=8"]
 
 
 def test_table_reads_each_child_at_its_best_epoch(parent_run_id):
-    table = sweep.sweep_table(parent_run_id)
+    table = runs.sweep_table(parent_run_id)
     assert list(table.index) == [2, 8]
     assert table.loc[8, "best epoch"] == 2 and table.loc[8, "best Val_F1_Score"] == 0.81
     assert table.loc[2, "best epoch"] == 1 and table.loc[2, "Test_F1_Score"] == 0.65
@@ -53,21 +53,14 @@ def test_table_reads_each_child_at_its_best_epoch(parent_run_id):
 
 
 def test_table_can_be_indexed_by_any_numeric_setting_of_the_children(parent_run_id):
-    table = sweep.sweep_table(parent_run_id, parameter="learning_rate")
+    table = runs.sweep_table(parent_run_id, parameter="learning_rate")
     assert list(table.index) == [0.001, 0.002]  # read as numbers, sorted as numbers
     assert list(table["best Val_F1_Score"]) == [0.81, 0.7]
 
 
-def test_plot_has_one_line_per_child(parent_run_id):
-    figure = sweep.plot_sweep(parent_run_id)
-    lines = figure.axes[0].get_lines()
-    assert [line.get_label() for line in lines] == ["lora_r=2", "lora_r=8"]
-    assert list(lines[1].get_ydata()) == [0.62, 0.8, 0.81]
-
-
 def test_a_run_without_children_or_an_unknown_id_is_refused_clearly(parent_run_id):
-    child = sweep.child_runs(parent_run_id)[0].info.run_id
+    child = runs.child_runs(parent_run_id)[0].info.run_id
     with pytest.raises(LookupError, match="has no child runs"):
-        sweep.sweep_table(child)
+        runs.sweep_table(child)
     with pytest.raises(LookupError, match="No run"):
-        sweep.child_runs("0" * 32)
+        runs.child_runs("0" * 32)

@@ -19,8 +19,8 @@ from taught import (
     WORKSHOP_SPLIT_SIZES,
 )
 
+from custom_module.notebook_helpers import read_results
 from custom_module.notebooks import NOTEBOOK_DIR
-from custom_module.results import read_results
 
 
 def results(name: str) -> dict:
@@ -97,8 +97,8 @@ def test_the_committed_champion_is_the_evaluated_run():
 def workshop_trivial_f1(split: str = "validation") -> float:
     """F1 of flagging every clause of the workshop preset's sample of `split`: the bar its
     runs must clear by far to show that they learned something."""
-    from custom_module import preset
-    from data import balanced_sample, load_unfair_tos, to_targets
+    from custom_module.config import preset
+    from custom_module.data import balanced_sample, load_unfair_tos, to_targets
 
     config = preset("workshop")
     labels = list(load_unfair_tos(None)[split]["labels"])

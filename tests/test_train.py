@@ -16,8 +16,9 @@ import pytest
 import torch
 from run_layout import artifact_paths, logged_layout
 
-from custom_module import PRESETS, TransformerModule, preset, runs
-from custom_module.config import ALL_LINEAR_TARGETS
+from custom_module import runs
+from custom_module.config import ALL_LINEAR_TARGETS, PRESETS, preset
+from custom_module.module import TransformerModule
 from custom_module.notebooks import parse_value
 from custom_module.train import parse_args
 
@@ -161,15 +162,11 @@ def test_cli_values_become_python_scalars():
     assert parse_value("{1: 2}") == "{1: 2}"  # a dict of overrides is keyed by field name
 
 
-def test_config_overrides_may_repeat_a_named_field_but_not_contradict_it():
-    # Notebook 02 passes `lora_r`, `seed`, ... by name and `config_overrides` beside them.
-    config = preset("cpu", lora_r=None, config_overrides={"lora_r": 16, "lora_alpha": 16})
+def test_a_preset_takes_its_overrides_by_name_only():
+    config = preset("cpu", lora_r=16, lora_alpha=16)
     assert (config.lora_r, config.lora_alpha) == (16, 16)
-    assert preset("cpu", seed=1, config_overrides={"seed": 1}).seed == 1
-    with pytest.raises(ValueError, match="seed is set twice: 1, and 2 in config_overrides"):
-        preset("cpu", seed=1, config_overrides={"seed": 2})
     with pytest.raises(ValueError, match=r"Unknown TrainConfig field\(s\): \['lora_rank'\]"):
-        preset("cpu", config_overrides={"lora_rank": 16})
+        preset("cpu", lora_rank=16)
 
 
 def test_cli_rejects_an_option_the_notebook_does_not_take():
@@ -214,13 +211,28 @@ def test_cli_says_why_a_run_cannot_resume_and_exits_1(smoke_run_id, tmp_path):
     assert "already finished; there is nothing to resume" in result.stderr
 
 
-def test_cli_config_overrides_reach_the_preset_and_a_typo_is_named(tmp_path):
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        (
+            ["--config-overrides", "{'learning_rte': 0.002}"],
+            "Unknown TrainConfig field(s): ['learning_rte']",
+        ),
+        (
+            ["--seed", "1", "--config-overrides", "{'seed': 2}"],
+            "multiple values for keyword argument 'seed'",
+        ),
+    ],
+    ids=["a typo", "a field given twice"],
+)
+def test_cli_config_overrides_reach_the_preset_and_a_bad_one_is_named(tmp_path, arguments, error):
     result = subprocess.run(
-        [sys.executable, "-m", "custom_module.train", "--preset", "smoke"]
-        + ["--config-overrides", "{'learning_rte': 0.002}", "--output", str(tmp_path / "02.ipynb")],
+        [sys.executable, "-m", "custom_module.train", "--preset", "smoke", *arguments]
+        + ["--output", str(tmp_path / "02.ipynb")],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 1
-    assert "Unknown TrainConfig field(s): ['learning_rte']" in result.stderr
+    assert error in result.stderr

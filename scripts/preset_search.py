@@ -1,6 +1,6 @@
 """How the `cpu` preset was chosen: candidate configurations, three seeds each, as MLflow runs.
 
-    python -m custom_module.search --data-path ../shared/data/lex_glue
+    python scripts/preset_search.py --data-path ../shared/data/lex_glue
 
 opens one parent run, `preset search`, in the experiment `lexglue-unfair-tos-search`, and
 trains every candidate with every seed as a child run through notebook 02 (`train.train`, the
@@ -9,7 +9,7 @@ a candidate's runs to a finished search instead, so the table grows without trai
 again. `search_table(parent_run_id)` is the README's "how the preset was chosen" table, read
 back from those runs: per candidate, the median over seeds of the best validation F1 (what
 chooses), of test F1 and PR-AUC at threshold 0.5 and of the training time.
-`python -m custom_module.search --table PARENT_RUN_ID` prints it again.
+`python scripts/preset_search.py --table PARENT_RUN_ID` prints it again.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Run
 
-from custom_module.checkpoints import MONITOR
-from custom_module.config import ATTENTION_TARGETS, TrainConfig
-from custom_module.sweep import best_validation, child_runs
+from custom_module.config import ATTENTION_TARGETS, MONITOR, TrainConfig
+from custom_module.runs import best_validation, child_runs
 from custom_module.tracking import configure_tracking
+from custom_module.train import train
 
 EXPERIMENT = "lexglue-unfair-tos-search"
 CANDIDATE_TAG = "search.candidate"
@@ -75,8 +75,6 @@ def run_search(
 ) -> str:
     """Train every candidate with every seed under one parent run, a new one unless
     `parent_run_id` names a finished search to add to; return the parent's id."""
-    from custom_module.train import train
-
     check_candidates(candidates)
     mlflow.set_experiment(configure_tracking(experiment_name))
     if parent_run_id is None:

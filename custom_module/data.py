@@ -1,16 +1,14 @@
-"""LexGLUE UNFAIR-ToS as a Lightning data module.
+"""LexGLUE UNFAIR-ToS from the parquet files (hub or a local copy) to batches: the blog's `data.py`.
 
-`LexGlueDataModule` owns everything between the parquet files and the model: finding the data
-(hub id or a local copy in the hub layout), validating it, turning label lists into targets for
-the chosen task, tokenizing once, and batching with dynamic padding. Training batches are
-bucketed by length so that a batch of short clauses is not padded to the length of a long one:
-on CPU this is about 3x faster than padding every clause to `max_length`
-(`benchmarks/padding.py` measures it).
+Batches are padded per batch and bucketed by length: on CPU about 3x faster than padding every
+clause to `max_length` (`benchmarks/padding.py` measures it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +18,13 @@ from datasets import DatasetDict, load_dataset
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import AutoTokenizer
 
-from custom_module.config import TrainConfig
-from custom_module.model_source import resolve_model_path
+from custom_module.config import TrainConfig, resolve_model_path
 
 HUB_ID = "coastalcph/lex_glue"
+# A copy beside the repository (CI machines, workshops) is used without being configured.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lex_glue"
+# What huggingface_hub and datasets read as "on" in HF_HUB_OFFLINE and friends.
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 CONFIG_NAME = "unfair_tos"
 SPLITS = ("train", "validation", "test")
 LABEL_NAMES = (
@@ -37,20 +38,61 @@ LABEL_NAMES = (
     "Arbitration",
 )
 TASKS = ("binary", "multilabel")
-PADDING_MODES = ("dynamic", "max_length")
+
+
+def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `datasets` stays off the hub: HF_DATASETS_OFFLINE if set, else HF_HUB_OFFLINE."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("HF_DATASETS_OFFLINE", environ.get("HF_HUB_OFFLINE") or "")
+    return value.upper() in TRUE_VALUES
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where UNFAIR-ToS will come from, and why."""
+
+    location: str  # a local folder (also `/Volumes/...` on Databricks), or the hub id
+    origin: str  # "data_path", "LEXGLUE_PATH", "shared copy" or "hub"
+    offline: bool  # True when the hub is not needed or not allowed
+
+    @property
+    def local(self) -> bool:
+        return self.origin != "hub"
+
+    def describe(self) -> str:
+        """One line for a notebook: what will be read, and whether the hub is involved."""
+        if self.local:
+            # The folder's name only: a notebook's output should not carry machine paths.
+            folder = Path(self.location).name
+            return f"UNFAIR-ToS from a local copy ({self.origin}: .../{folder}); no hub needed."
+        if self.offline:
+            return (
+                f"UNFAIR-ToS from the hub cache only ({HUB_ID}, HF_HUB_OFFLINE is on); "
+                "set LEXGLUE_PATH to a local copy if it was never downloaded here."
+            )
+        return f"UNFAIR-ToS from the Hugging Face hub ({HUB_ID}); needs the network once."
+
+
+def data_source(
+    data_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    shared_copy: Path | None = None,
+) -> DataSource:
+    """`data_path`, else `LEXGLUE_PATH`, else `../shared/data/lex_glue` beside the repository,
+    else the hub (only its cache when offline). `resolve_data_path` checks the paths."""
+    environ = os.environ if environ is None else environ
+    shared_copy = SHARED_DATA if shared_copy is None else shared_copy
+    if data_path:
+        return DataSource(str(data_path), "data_path", offline=True)
+    if environ.get("LEXGLUE_PATH"):
+        return DataSource(environ["LEXGLUE_PATH"], "LEXGLUE_PATH", offline=True)
+    if shared_copy.is_dir():
+        return DataSource(str(shared_copy), "shared copy", offline=True)
+    return DataSource(HUB_ID, "hub", offline=hub_offline(environ))
 
 
 def resolve_data_path(data_path: str | None = None) -> str:
-    """Return where to load UNFAIR-ToS from: the argument, else `LEXGLUE_PATH`, else a copy at
-    `../shared/data/lex_glue` beside the repository, else the hub id
-    (`custom_module.platforms.data_source` makes the choice).
-
-    A local path (a `/Volumes/...` folder on Databricks too) is checked here, so a typo fails
-    with a message instead of a hub lookup.
-    """
-    # Imported here: `custom_module` imports this module while it initializes.
-    from custom_module.platforms import data_source
-
+    """Where to load UNFAIR-ToS from; local paths are checked so a typo is not sent to the hub."""
     source = data_source(data_path)
     if not source.local:
         return source.location
@@ -74,8 +116,6 @@ def resolve_data_path(data_path: str | None = None) -> str:
 
 def hub_unreachable_message() -> str:
     """Both ways out when the hub cannot serve the data: a local copy, or the network."""
-    from custom_module.platforms import hub_offline
-
     reason = "offline mode is on (HF_HUB_OFFLINE=1)" if hub_offline() else "it could not be reached"
     return (
         f"Could not load {HUB_ID} from the Hugging Face hub: {reason}, and it is not in the "
@@ -117,9 +157,7 @@ def to_targets(label_lists: Sequence[Sequence[int]], task: str) -> np.ndarray:
     multi_hot = np.zeros((len(label_lists), len(LABEL_NAMES)), dtype=np.float32)
     for row, labels in enumerate(label_lists):
         multi_hot[row, list(labels)] = 1.0
-    if task == "binary":
-        return multi_hot.max(axis=1, keepdims=True)
-    return multi_hot
+    return multi_hot.max(axis=1, keepdims=True) if task == "binary" else multi_hot
 
 
 def balanced_sample(targets: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -129,10 +167,8 @@ def balanced_sample(targets: np.ndarray, size: int, seed: int) -> np.ndarray:
     fair = np.flatnonzero(targets.max(axis=1) == 0)
     n_unfair = min(len(unfair), size // 2)
     n_fair = min(len(fair), size - n_unfair)
-    chosen = np.concatenate(
-        [rng.choice(unfair, n_unfair, replace=False), rng.choice(fair, n_fair, replace=False)]
-    )
-    return np.sort(chosen)
+    picks = rng.choice(unfair, n_unfair, replace=False), rng.choice(fair, n_fair, replace=False)
+    return np.sort(np.concatenate(picks))
 
 
 class EncodedClauses(Dataset):
@@ -156,13 +192,9 @@ class EncodedClauses(Dataset):
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of clauses of similar length.
-
-    Indices are shuffled, cut into pools of `pool_batches` batches, sorted by length inside each
-    pool, cut into batches, and the batches shuffled again. The shuffle depends only on
-    `seed + epoch` (Lightning calls `set_epoch`), so a resumed run sees the same batches as an
-    uninterrupted one.
-    """
+    """Shuffled batches of similar-length clauses: shuffle, sort by length within pools of
+    `pool_batches` batches, batch, shuffle the batches. The shuffles depend only on `seed + epoch`
+    (Lightning calls `set_epoch`): a resumed run sees the same batches as an uninterrupted one."""
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, seed: int, pool_batches: int = 50
@@ -192,9 +224,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
 
 class LengthSortedBatchSampler(Sampler[list[int]]):
-    """Batches of clauses sorted by length, for evaluation: a batch of short clauses is not
-    padded to the length of a long one. `order` holds the rows in the order they come out, so
-    predictions can be put back in file order (`restore_order`)."""
+    """Length-sorted batches for evaluation, so short clauses are not padded to a long one's length;
+    `order` holds the rows in the order they come out, for `restore_order`."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
         self.order = np.argsort(np.asarray(lengths), kind="stable")
@@ -215,77 +246,38 @@ class LengthSortedBatchSampler(Sampler[list[int]]):
 
 
 class LexGlueDataModule(pl.LightningDataModule):
-    """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier.
+    """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier. No
+    row is dropped; `config.sample_size` takes a seeded, balanced sample of each split for quick
+    runs (the blog's debug mode)."""
 
-    No row is dropped from any split. `sample_size` takes a seeded, balanced sample of each split
-    for quick runs (the blog's debug mode); `None` uses every row.
-    """
-
-    def __init__(
-        self,
-        tokenizer_path: str,
-        data_path: str | None = None,
-        task: str = TrainConfig.task,
-        batch_size: int = TrainConfig.batch_size,
-        max_length: int = TrainConfig.max_length,
-        padding: str = "dynamic",
-        sample_size: int | None = TrainConfig.sample_size,
-        seed: int = TrainConfig.seed,
-        num_workers: int = 0,
-    ) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"Unknown task {task!r}; choose one of {TASKS}.")
-        if padding not in PADDING_MODES:
-            raise ValueError(f"Unknown padding {padding!r}; choose one of {PADDING_MODES}.")
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        self.data_path = data_path
-        self.task = task
-        self.batch_size = batch_size
-        self.max_length = max_length
-        self.padding = padding
-        self.sample_size = sample_size
-        self.seed = seed
-        self.num_workers = num_workers
+        if config.task not in TASKS:
+            raise ValueError(f"Unknown task {config.task!r}; choose one of {TASKS}.")
+        self.config = config
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model_name))
         self.splits: dict[str, EncodedClauses] = {}
         self.texts: dict[str, list[str]] = {}
-        # Each clause's categories (clauses x 8), whatever the task: evaluation reports
-        # recall per unfair category even for the binary model.
+        # Clauses x 8, whatever the task: even the binary model reports recall per category.
         self.categories: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def from_config(cls, config: TrainConfig) -> LexGlueDataModule:
-        """The data module a `TrainConfig` describes, with the model's own tokenizer."""
-        return cls(
-            tokenizer_path=resolve_model_path(config.model_name),
-            data_path=config.data_path,
-            task=config.task,
-            batch_size=config.batch_size,
-            max_length=config.max_length,
-            sample_size=config.sample_size,
-            seed=config.seed,
-        )
 
     @property
     def num_labels(self) -> int:
-        return 1 if self.task == "binary" else len(LABEL_NAMES)
+        return 1 if self.config.task == "binary" else len(LABEL_NAMES)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        dataset = load_unfair_tos(self.data_path)
+        config = self.config
+        dataset = load_unfair_tos(config.data_path)
         for split in SPLITS:
             texts = list(dataset[split]["text"])
             labels = list(dataset[split]["labels"])
-            targets = to_targets(labels, self.task)
-            categories = to_targets(labels, "multilabel")
-            if self.sample_size is not None:
-                keep = balanced_sample(targets, self.sample_size, self.seed)
-                texts, targets, categories = (
-                    [texts[i] for i in keep],
-                    targets[keep],
-                    categories[keep],
-                )
+            targets, categories = to_targets(labels, config.task), to_targets(labels, "multilabel")
+            if config.sample_size is not None:
+                keep = balanced_sample(targets, config.sample_size, config.seed)
+                texts = [texts[i] for i in keep]
+                targets, categories = targets[keep], categories[keep]
             self.texts[split] = texts
             self.categories[split] = categories
             self.splits[split] = EncodedClauses(self.encode(texts), targets)
@@ -295,7 +287,8 @@ class LexGlueDataModule(pl.LightningDataModule):
         for row, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"Clause {row} is empty or not a string: {text!r}.")
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)
+        return encoded["input_ids"]
 
     def pos_weight(self) -> list[float]:
         """Fair/unfair ratio per label in the training split, for a class-weighted loss."""
@@ -310,45 +303,24 @@ class LexGlueDataModule(pl.LightningDataModule):
         return self.splits[name]
 
     def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        padding = "longest" if self.padding == "dynamic" else "max_length"
-        batch = self.tokenizer.pad(
-            [{"input_ids": item["input_ids"]} for item in items],
-            padding=padding,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
+        """Pad to the batch's longest clause."""
+        ids = [{"input_ids": item["input_ids"]} for item in items]
+        batch = self.tokenizer.pad(ids, return_tensors="pt")
         if "labels" in items[0]:
             batch["labels"] = torch.tensor(np.stack([item["labels"] for item in items]))
         return dict(batch)
 
     def train_dataloader(self) -> DataLoader:
         data = self.split("train")
-        if self.padding == "dynamic":
-            sampler = LengthBucketBatchSampler(data.lengths(), self.batch_size, self.seed)
-            return DataLoader(
-                data, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers
-            )
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=generator,
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-        )
+        sampler = LengthBucketBatchSampler(data.lengths(), self.config.batch_size, self.config.seed)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Length-sorted batches, about twice as fast as file order on CPU; the epoch metrics
-        do not depend on the order, and `batch_sampler.restore_order` puts predictions back in
-        line with `self.texts[split]`."""
+        """Length-sorted batches, ~2x faster than file order on CPU; epoch metrics ignore the order,
+        and `batch_sampler.restore_order` puts predictions back in line with `self.texts[split]`."""
         data = self.split(split)
-        return DataLoader(
-            data,
-            batch_sampler=LengthSortedBatchSampler(data.lengths(), self.batch_size * 2),
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-        )
+        sampler = LengthSortedBatchSampler(data.lengths(), self.config.batch_size * 2)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("validation")
@@ -356,13 +328,7 @@ class LexGlueDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
 
-    def predict_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
-
     def texts_dataloader(self, texts: Sequence[str]) -> DataLoader:
         """Batches of raw clauses (no labels), for prediction on new text."""
-        return DataLoader(
-            EncodedClauses(self.encode(texts)),
-            batch_size=self.batch_size * 2,
-            collate_fn=self.collate,
-        )
+        data = EncodedClauses(self.encode(texts))
+        return DataLoader(data, batch_size=self.config.batch_size * 2, collate_fn=self.collate)

@@ -1,21 +1,6 @@
-"""ONNX copies of the served classifier, for the pyfunc's ONNX Runtime runtimes on CPUs.
-
-`runtime="onnx"` is the merged model exported to ONNX and rewritten for ONNX Runtime's fused
-transformer operators (onnxscript's `optimize_for_ort`): each block's attention becomes one
-`Attention` node, which projects query, key and value in one matrix product and reads the padding
-mask as a mask; each residual addition joins its layer norm (`SkipLayerNormalization`); GELU joins
-its bias. PyTorch's answers, computed faster.
-
-`runtime="onnx-int8"` is that graph quantized dynamically: the weights of every linear layer,
-attention's included (`QAttention`), stored as int8 with one scale per output channel, their inputs
-quantized on the fly, so ONNX Runtime multiplies in int8. "On the fly" means one scale per batch:
-a clause's probability moves with the clauses it is batched with, which the float runtimes never
-do. On the reference run's test split, in batches of 1 to 64 clauses: test F1 0.0035 below to
-0.0047 above the float model's, 4 to 10 of 1,607 labels different, single probabilities off by up
-to 0.26. (The earlier int8 graph, unfused, feed-forward outputs in float, scored 0.0024 to 0.0105
-below with 3 to 6 labels different, and was 1.2x slower.) The pyfunc batches the same way for
-every request of the same clauses, so answers repeat. `benchmarks/serving.py` measures the
-runtimes side by side.
+"""ONNX copies of the served classifier for CPUs. `runtime="onnx"`: fused for ONNX Runtime, with
+PyTorch's answers, faster. `runtime="onnx-int8"`: that graph quantized dynamically, so a clause's
+probability moves slightly with the clauses batched with it. docs/serving.md has the measurements.
 """
 
 from __future__ import annotations
@@ -35,7 +20,7 @@ from onnxscript.optimizer import fold_constants
 from onnxscript.rewriter.ort_fusions import optimize_for_ort
 from transformers import AutoTokenizer
 
-from custom_module.model_source import resolve_model_path
+from custom_module.config import resolve_model_path
 from custom_module.module import TransformerModule
 
 # Where pyfunc_model.py (which cannot import this module) looks for each runtime's model.
@@ -56,11 +41,8 @@ def example_batch(merged: TransformerModule) -> dict[str, torch.Tensor]:
 
 
 def export_onnx(merged: TransformerModule, path: Path) -> None:
-    """The forward pass of `merged` (its adapters merged; token ids and mask in, logits out) as an
-    ONNX graph fused for ONNX Runtime, with the batch size and the clause length left free.
-
-    Fails if the saved graph's logits on the example batch differ from PyTorch's.
-    """
+    """The forward pass of `merged` (adapters merged) as an ONNX graph fused for ONNX Runtime,
+    batch size and clause length free; fails if its logits differ from PyTorch's."""
     example = example_batch(merged)
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=512)
     with warnings.catch_warnings():
@@ -90,11 +72,9 @@ def export_onnx(merged: TransformerModule, path: Path) -> None:
 def fused_for_onnx_runtime(model: ir.Model) -> ir.Model:
     """`model` with ONNX Runtime's transformer fusions, each `Attention` made quantizable.
 
-    The fusions pack each block's query, key and value weights into one matrix, but leave it as a
-    concatenation computed at run time, and feed the padding mask as an additive attention bias;
-    ONNX Runtime's quantizer only turns `Attention` into `QAttention` when the packed weights are
-    stored and the mask comes as a mask index. `qkv_hidden_sizes` goes too: the three sizes are
-    equal (the operator's default), and the quantizer skips any node that names them.
+    The quantizer makes `QAttention` only of packed QKV weights stored (the fusions concatenate
+    them at run time) and a mask index (not the fusions' additive bias), and skips nodes naming
+    `qkv_hidden_sizes` (equal here, the operator's default).
     """
     model, _ = optimize_for_ort(model)
     graph = model.graph
@@ -117,17 +97,13 @@ def fused_for_onnx_runtime(model: ir.Model) -> ir.Model:
 
 
 def export_int8(merged: TransformerModule, path: Path) -> None:
-    """Export `merged` (adapters merged) to ONNX and quantize it dynamically to int8 at `path`
-    (23 MB for MiniLM, against 90 MB in float)."""
+    """`export_onnx`, then quantized dynamically to int8: 23 MB for MiniLM, against 90 in float."""
     with tempfile.TemporaryDirectory() as scratch:
         float_model = Path(scratch) / "model.onnx"
         export_onnx(merged, float_model)
         # The fused operators are ONNX Runtime's own, whose output types ONNX's shape inference
         # cannot tell: the quantizer is told they are float.
+        options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
         quantize_dynamic(
-            float_model,
-            path,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            float_model, path, weight_type=QuantType.QInt8, per_channel=True, extra_options=options
         )

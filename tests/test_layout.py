@@ -1,0 +1,109 @@
+"""The package's shape: a pipeline without import circles, and only the package in it.
+
+Every import between the project's modules is read from the source (those inside functions
+too), so a lazy import cannot hide a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = REPO_ROOT / "custom_module"
+# The design card's budget for the package the notebooks import.
+MAX_PACKAGE_LINES = 2600
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, by its dotted name."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Module name -> the package modules it imports."""
+    modules = {f"custom_module.{path.stem}": path for path in PACKAGE.glob("*.py")}
+    modules.pop("custom_module.__init__")
+    return {name: imported_modules(path) & set(modules) for name, path in modules.items()}
+
+
+def test_the_package_has_no_import_circle():
+    try:
+        order = list(TopologicalSorter(package_imports()).static_order())
+    except CycleError as error:
+        pytest.fail(f"import circle: {' -> '.join(error.args[1])}")
+    assert order[0] == "custom_module.config"
+
+
+# The pipeline, top to bottom, then the support jobs: each file may import only those above it.
+LAYERS = (
+    "config",
+    "data",
+    "module",
+    "callbacks",
+    "tracking",
+    "checkpoints",
+    "evaluation",
+    "baseline",
+    "onnx_export",
+    "pyfunc_model",
+    "serving",
+    "runs",
+    "notebook_helpers",
+    "notebooks",
+    "train",
+)
+
+
+def test_every_import_points_up_the_pipeline():
+    imports = package_imports()
+    assert sorted(imports) == sorted(f"custom_module.{name}" for name in LAYERS)
+    for index, name in enumerate(LAYERS):
+        above = {f"custom_module.{upper}" for upper in LAYERS[:index]}
+        assert imports[f"custom_module.{name}"] <= above, f"{name} imports from below it"
+
+
+def test_config_imports_nothing_of_the_project_and_data_only_config():
+    imports = package_imports()
+    assert imports["custom_module.config"] == set()
+    assert imports["custom_module.data"] == {"custom_module.config"}
+    # The store and the names in it come before every stage that reads runs.
+    assert imports["custom_module.tracking"] == {"custom_module.config"}
+
+
+def test_the_models_from_code_pyfunc_imports_nothing_of_the_package():
+    assert not {n for n in imported_modules(PACKAGE / "pyfunc_model.py") if "custom_module" in n}
+
+
+def test_the_package_never_imports_scripts_or_benchmarks():
+    tools = {
+        p.stem for folder in ("scripts", "benchmarks") for p in (REPO_ROOT / folder).glob("*.py")
+    }
+    for path in PACKAGE.glob("*.py"):
+        assert not imported_modules(path) & tools, path.name
+        assert not {
+            n for n in imported_modules(path) if n.split(".")[0] in {"scripts", "benchmarks"}
+        }
+
+
+def test_maintainer_tools_live_outside_the_package():
+    names = {path.stem for path in PACKAGE.glob("*.py")}
+    assert not names & {"search", "tutorial", "refresh_notebooks", "preset_search"}
+    source = "\n".join(path.read_text() for path in PACKAGE.glob("*.py"))
+    assert "nbclient" not in source  # one notebook executor: papermill, in notebooks.py
+
+
+def test_the_package_stays_thin():
+    lines = sum(len(path.read_text().splitlines()) for path in PACKAGE.glob("*.py"))
+    assert lines <= MAX_PACKAGE_LINES, f"custom_module/ has {lines} lines"
+    assert not (REPO_ROOT / "data.py").exists()  # data.py lives in the package: no top-level `data`

@@ -36,7 +36,7 @@ from custom_module.data import LABEL_NAMES
 from custom_module.module import TransformerModule
 from custom_module.notebook_helpers import quiet_library_output
 
-RUNTIMES = ("torch", "onnx")  # onnx-int8 has onnx's environment
+RUNTIMES = tuple(serving.SERVING_PACKAGES)  # one per environment: onnx-int8 shares onnx's
 # Run in each venv: load the pyfunc from its file, as MLflow's models from code does, and answer.
 COLD_START = """
 import importlib.util, json, sys, types

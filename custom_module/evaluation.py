@@ -96,6 +96,15 @@ def predict(module: TransformerModule, dataloader: DataLoader) -> np.ndarray:
     return outputs
 
 
+def predict_split(
+    module: TransformerModule, datamodule: LexGlueDataModule, split: str
+) -> SplitPredictions:
+    """`module`'s probabilities on a split, beside the split's categories (both in file order)."""
+    return SplitPredictions(
+        predict(module, datamodule.eval_dataloader(split)), datamodule.categories[split]
+    )
+
+
 def binary_scores(truth: np.ndarray, prob_unfair: np.ndarray, threshold: float) -> dict:
     """Precision, recall and F1 of the unfair class at `threshold`, PR-AUC, confusion matrix."""
     predicted = (prob_unfair > threshold).astype(int)
@@ -143,9 +152,7 @@ def multilabel_test_predictions(run_id: str) -> SplitPredictions:
         )
     datamodule = LexGlueDataModule(config.replace(sample_size=None))
     module = load_epoch(run_id, tagged_best_epoch(run_id))
-    return SplitPredictions(
-        predict(module, datamodule.eval_dataloader("test")), datamodule.categories["test"]
-    )
+    return predict_split(module, datamodule, "test")
 
 
 def lexglue_result(test: SplitPredictions) -> dict:
@@ -186,12 +193,7 @@ def evaluate_run(run_id: str) -> ScoredRun:
     rows, kept = [], {}
     for epoch in logged_epochs(run_id):
         module = load_epoch(run_id, epoch)
-        predictions = {
-            split: SplitPredictions(
-                predict(module, datamodule.eval_dataloader(split)), datamodule.categories[split]
-            )
-            for split in EVAL_SPLITS
-        }
+        predictions = {split: predict_split(module, datamodule, split) for split in EVAL_SPLITS}
         val, tst = (
             binary_scores(p.is_unfair, p.prob_unfair, DEFAULT_THRESHOLD)
             for p in (predictions["validation"], predictions["test"])

@@ -105,12 +105,17 @@ def databricks_user(tracking_uri: str = "databricks") -> str:
     return user
 
 
+def has_scheme(uri: str, scheme: str) -> bool:
+    """Whether `uri` is `scheme` itself or `scheme://<profile>`, as MLflow spells Databricks."""
+    return scheme in (uri, urlparse(uri).scheme)
+
+
 def experiment_path(name: str, tracking_uri: str, user: str | None = None) -> str:
     """The experiment name to give MLflow for `name` under this tracking URI: Databricks
     (`databricks`, `databricks://<profile>`) takes only absolute paths, so `/Users/<user>/name`."""
     if not name or not name.strip("/"):
         raise ValueError("The experiment name is empty; give a name such as 'lexglue-unfair-tos'.")
-    if "databricks" not in (tracking_uri, urlparse(tracking_uri).scheme) or name.startswith("/"):
+    if not has_scheme(tracking_uri, "databricks") or name.startswith("/"):
         return name
     return f"/Users/{user or databricks_user(tracking_uri)}/{name}"
 
@@ -119,7 +124,7 @@ def registered_model_name(name: str | None = None, registry_uri: str | None = No
     """The name to register the model under in this registry (default: MLflow's), checked before
     any upload: Unity Catalog needs `catalog.schema.model`, other registries take a plain name."""
     registry_uri = mlflow.get_registry_uri() if registry_uri is None else registry_uri
-    if "databricks-uc" not in (registry_uri, urlparse(registry_uri).scheme):
+    if not has_scheme(registry_uri, "databricks-uc"):
         return name or LOCAL_MODEL_NAME
     name = name or UC_MODEL_NAME
     parts = name.split(".")

@@ -27,6 +27,8 @@ ALL_LINEAR_TARGETS = (
 # The blog's targets, cheaper per step (the `gpu` preset): self-attention's query, key and value,
 # and BERT's pooler, which the [CLS] head reads (MiniLM was tuned for mean pooling: it must adapt).
 ATTENTION_TARGETS = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)|pooler\.dense)"
+# What trains (compared in notebook 06): LoRA adapters and the head, the head alone, every weight.
+METHODS = ("lora", "head", "full")
 # Let `preset` choose fp16 or bf16 for the GPU at hand (see `mixed_precision_for_device`).
 DEVICE_MIXED_PRECISION = "device-mixed"
 
@@ -48,6 +50,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
+    method: str = "lora"  # one of METHODS; "head" and "full" ignore the lora_* fields
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0  # 0: PEFT skips the dropout on every adapter's input, ~25% faster

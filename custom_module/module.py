@@ -1,8 +1,8 @@
-"""`TransformerModule`: a frozen pretrained encoder with LoRA adapters, as a LightningModule.
-
-The head reads the mean of the token vectors (`pooling="mean"`, how all-MiniLM-L6-v2 was trained)
-or the blog's first-token head (`pooling="cls"`). The settings (`MODEL_FIELDS`) are saved as
-hyper-parameters, so `load_from_checkpoint` can rebuild the module from a checkpoint alone.
+"""`TransformerModule`: a pretrained encoder with LoRA adapters (or, by `method`, the head alone
+or every weight training), as a LightningModule. The head reads the mean of the token vectors
+(`pooling="mean"`, how all-MiniLM-L6-v2 was trained) or the blog's first-token head
+(`pooling="cls"`). The settings (`MODEL_FIELDS`) are saved as hyper-parameters, so
+`load_from_checkpoint` can rebuild the module from a checkpoint alone.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from custom_module.config import TrainConfig, resolve_model_path
+from custom_module.config import METHODS, TrainConfig, resolve_model_path
 
 if TYPE_CHECKING:
     from custom_module.data import LexGlueDataModule
@@ -111,6 +111,7 @@ MODEL_FIELDS = (
     "learning_rate",
     "weight_decay",
     "warmup_ratio",
+    "method",
     "lora_r",
     "lora_alpha",
     "lora_dropout",
@@ -121,7 +122,7 @@ MODEL_FIELDS = (
 
 
 class TransformerModule(pl.LightningModule):
-    """LoRA fine-tuning of a pretrained encoder for UNFAIR-ToS: one logit (unfair or not) for
+    """Fine-tuning of a pretrained encoder for UNFAIR-ToS: one logit (unfair or not) for
     `task="binary"`, one per category for `"multilabel"`. `pos_weight` (one value per logit, e.g.
     the training split's fair/unfair ratio) counters the ~1:9 class imbalance."""
 
@@ -140,28 +141,33 @@ class TransformerModule(pl.LightningModule):
             raise ValueError("The binary task has exactly one logit: use num_labels=1.")
         if config.pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {config.pooling!r}; choose one of {POOLINGS}.")
+        if config.method not in METHODS:
+            raise ValueError(f"Unknown method {config.method!r}; choose one of {METHODS}.")
         encoder, self.head_dropout, self.head, task_type = HEADS[config.pooling](
             resolve_model_path(config.model_name), num_labels, config.encoder_dropout
         )
-        targets = config.lora_target_modules
-        lora = LoraConfig(
-            task_type=task_type,
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=targets if isinstance(targets, str) else list(targets),
-        )
-        self.model = get_peft_model(encoder, lora)
+        if config.method == "lora":
+            targets = config.lora_target_modules
+            lora = LoraConfig(
+                task_type=task_type,
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=targets if isinstance(targets, str) else list(targets),
+            )
+            encoder = get_peft_model(encoder, lora)
+        elif config.method == "head":  # the blog's head is inside the model, as "classifier"
+            for name, parameter in encoder.named_parameters():
+                parameter.requires_grad = name.startswith("classifier.")
+        self.model = encoder
         # from_pretrained returns eval-mode modules and Lightning keeps each module's mode,
         # so without this dropout would silently stay off during training.
         self.model.train()
         weight = None if pos_weight is None else torch.tensor(list(pos_weight))
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+        stages = STAGE_PREFIX.items()
         self.stage_metrics = nn.ModuleDict(
-            {
-                stage: epoch_metrics(config.task, num_labels, prefix)
-                for stage, prefix in STAGE_PREFIX.items()
-            }
+            {stage: epoch_metrics(config.task, num_labels, prefix) for stage, prefix in stages}
         )
 
     @classmethod
@@ -219,13 +225,11 @@ class TransformerModule(pl.LightningModule):
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(self.hparams.warmup_ratio * total_steps), total_steps
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        schedule = {"scheduler": scheduler, "interval": "step"}  # stepped per batch, not epoch
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def trainable_state_keys(self) -> set[str]:
-        """State-dict keys of what trains: the LoRA matrices and the classification head."""
+        """State-dict keys of what trains (by `method`: the LoRA matrices and the head, ...)."""
         return {name for name, parameter in self.named_parameters() if parameter.requires_grad}
 
     def checkpoint_state_keys(self) -> set[str]:
@@ -237,8 +241,8 @@ class TransformerModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Drop the frozen encoder, rebuilt from `model_name` on load: with the `cpu` preset's LoRA
         settings a checkpoint shrinks from 94 to 4.1 MB per epoch for MiniLM, 511 to 15 MB for
-        roberta-base (`benchmarks/checkpoint_size.py`). Optimizer, loop and callback states are
-        kept, so runs can resume."""
+        roberta-base (`benchmarks/checkpoint_size.py`); full fine-tuning has nothing frozen to
+        drop. Optimizer, loop and callback states are kept, so runs can resume."""
         keep = self.checkpoint_state_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 

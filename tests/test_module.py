@@ -206,3 +206,28 @@ def test_the_module_rebuilt_from_a_config_has_that_configs_settings():
 
     module = TransformerModule.from_config(config, OneLabel())
     assert (module.hparams.lora_r, module.hparams.learning_rate) == (4, 5e-4)
+
+
+def test_head_only_trains_the_head_and_full_fine_tuning_every_weight():
+    head = TransformerModule(method="head")
+    assert head.trainable_state_keys() == {"head.weight", "head.bias"}
+    full = TransformerModule(method="full")
+    trainable, total = full.trainable_parameter_count()
+    assert trainable == total == 22_565_761  # MiniLM's weights (no pooler) and the head's 385
+    blog_head = TransformerModule(method="head", pooling="cls")
+    assert blog_head.trainable_state_keys() == {"model.classifier.weight", "model.classifier.bias"}
+
+
+def test_an_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="Unknown method 'adapters'"):
+        TransformerModule(method="adapters")
+
+
+def test_a_head_only_checkpoint_keeps_the_head_alone(smoke_parts):
+    config, datamodule, _ = smoke_parts
+    module = TransformerModule.from_config(config.replace(method="head"), datamodule)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert set(checkpoint["state_dict"]) == {"head.weight", "head.bias"}
+    module.on_load_checkpoint(checkpoint)
+    assert set(checkpoint["state_dict"]) == set(module.state_dict())

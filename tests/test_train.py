@@ -7,6 +7,7 @@ parity test runs both and compares what they log.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,39 @@ def test_run_logs_module_hyperparameters_and_config(smoke_run_id, smoke_run):
     assert int(params["trainable_params"]) < int(params["total_params"])
     assert "config.json" in artifact_paths(smoke_run_id)
     assert "learning_curves.png" in artifact_paths(smoke_run_id)
+
+
+def test_run_logs_its_splits_as_datasets_and_names_notebook_02_its_source(smoke_run):
+    inputs = {i.dataset.name: i for i in smoke_run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["unfair_tos_test", "unfair_tos_train", "unfair_tos_validation"]
+    train = inputs["unfair_tos_train"]
+    assert [tag.value for tag in train.tags] == ["train"]  # the context
+    assert json.loads(train.dataset.profile)["num_rows"] == PRESETS["smoke"].sample_size
+    assert json.loads(train.dataset.source)["split"] == "train"
+    digests = {i.dataset.digest for i in inputs.values()}
+    assert len(digests) == 3  # each split's rows, told apart
+    assert smoke_run.data.tags["mlflow.source.name"] == "notebooks/02_peft_training.ipynb"
+    assert smoke_run.data.tags["mlflow.source.type"] == "NOTEBOOK"
+
+
+def test_autolog_records_early_stoppings_settings(smoke_run):
+    # Only because EarlyStopping comes from pytorch_lightning, the package autolog imports:
+    # `lightning`'s is not recognised, and these parameters would be missing.
+    params = smoke_run.data.params
+    assert (params["monitor"], params["mode"]) == ("Val_F1_Score", "max")
+    assert int(params["patience"]) == PRESETS["smoke"].early_stopping_patience
+    assert "stopped_epoch" in params
+
+
+def test_run_logs_what_each_epoch_of_training_cost(smoke_run_id):
+    client = mlflow.MlflowClient()
+    for name in ("train_seconds", "peak_memory_mb"):
+        history = client.get_metric_history(smoke_run_id, name)
+        assert sorted(m.step for m in history) == [0, 1], name
+        assert all(m.value > 0 for m in history), name
+    history = client.get_metric_history(smoke_run_id, "peak_memory_mb")
+    peaks = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert peaks == sorted(peaks)  # the peak so far: it never falls
 
 
 def test_tensorboard_event_files_are_artifacts_and_add_no_mlflow_metric(smoke_run_id):

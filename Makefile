@@ -15,7 +15,7 @@ ifneq ($(strip $(LEXGLUE_PATH)),)
 export HF_DATASETS_OFFLINE ?= 1
 endif
 
-.PHONY: setup lab ui tutorial notebooks test test-fast lint test-package test-notebooks-02-04 test-notebooks-01-05
+.PHONY: setup lab ui tutorial notebooks test test-fast lint test-package test-notebooks-02-04-06 test-notebooks-01-05
 
 setup: $(VENV)/.installed
 
@@ -54,7 +54,7 @@ ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PYTHON) -m mlflow ui \
 		--backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-# Execute notebooks 01-05 with papermill into output/ (default preset: the notebooks' workshop).
+# Execute notebooks 01-06 with papermill into output/ (default preset: the notebooks' workshop).
 tutorial: setup
 	$(PYTHON) -m custom_module.notebooks --output output $(if $(PRESET),--preset $(PRESET))
 
@@ -74,11 +74,11 @@ lint: setup
 # tests/test_fresh_execution.py checks the numbers those fresh runs logged there.
 #
 # Three jobs run at once, each with a third of the cores: pytest, and nbval in two lanes (02-04,
-# which use the run 02 trains; 01 and 05's workshop sweep), each lane with its own store (sqlite
-# takes one writer at a time). Most of each job is single-threaded (imports, kernels, servers),
-# and one 2-thread training is only 1.6x as fast as a 1-thread one, so on 2 cores three jobs
-# side by side get through the work faster than one after the other. Each job lists its slowest
-# tests or cells.
+# which use the run 02 trains, then 06's comparison; 01 and 05's workshop sweep), each lane with
+# its own store (sqlite takes one writer at a time). Most of each job is single-threaded (imports,
+# kernels, servers), and one 2-thread training is only 1.6x as fast as a 1-thread one, so on 2
+# cores three jobs side by side get through the work faster than one after the other. Each job
+# lists its slowest tests or cells.
 THREADS_PER_JOB := $(shell python3 -c "import os; print(max(1, os.cpu_count() // 3))")
 ONE_JOB = OMP_NUM_THREADS=$(THREADS_PER_JOB)
 PYTEST = $(PYTHON) -m pytest -p no:cacheprovider --durations=8
@@ -90,8 +90,8 @@ LANE_STORE = MLFLOW_TRACKING_URI=sqlite:///$(SCRATCH)/$@/mlflow.db
 test: setup
 	scratch=$$(mktemp -d) && \
 	$(MAKE) --no-print-directory -j3 --output-sync=target SCRATCH=$$scratch \
-		test-notebooks-02-04 test-notebooks-01-05 test-package && \
-	FRESH_STORE=sqlite:///$$scratch/test-notebooks-02-04/mlflow.db \
+		test-notebooks-02-04-06 test-notebooks-01-05 test-package && \
+	FRESH_STORE=sqlite:///$$scratch/test-notebooks-02-04-06/mlflow.db \
 	FRESH_WORKSHOP_STORE=sqlite:///$$scratch/test-notebooks-01-05/mlflow.db \
 		$(PYTEST) tests/test_fresh_execution.py; \
 	status=$$?; rm -rf $$scratch; \
@@ -106,10 +106,12 @@ test-fast: setup
 test-package:
 	$(ONE_JOB) $(PYTEST) tests
 
-# Notebooks 03 and 04 start when the other two jobs are about done: they get every core.
-test-notebooks-02-04:
+# Notebooks 03 and 04 start when the other two jobs are about done: they get every core, and so
+# does 06's comparison of methods after them.
+test-notebooks-02-04-06:
 	mkdir -p $(SCRATCH)/$@ && $(LANE_STORE) $(ONE_JOB) $(NBVAL) notebooks/02_*.ipynb
 	$(LANE_STORE) $(NBVAL) notebooks/03_*.ipynb notebooks/04_*.ipynb
+	$(LANE_STORE) $(NBVAL) notebooks/06_*.ipynb
 
 test-notebooks-01-05:
 	mkdir -p $(SCRATCH)/$@ && $(LANE_STORE) $(ONE_JOB) $(NBVAL) notebooks/01_*.ipynb notebooks/05_*.ipynb

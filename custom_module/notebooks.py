@@ -1,6 +1,6 @@
 """Execute the tutorial notebooks with papermill: one code path for notebooks and command lines.
 
-    python -m custom_module.notebooks --preset smoke              # all five, into output/
+    python -m custom_module.notebooks --preset smoke              # all six, into output/
     python -m custom_module.notebooks --notebook 02 -p max_epochs 2 -p seed 7
 
 Each parameter goes to every notebook whose `parameters` cell declares it; one that none of them
@@ -26,6 +26,7 @@ NOTEBOOKS = (
     "03_checkpoint_evaluation.ipynb",
     "04_pyfunc_serving.ipynb",
     "05_workshop_sweep_and_resume.ipynb",
+    "06_does_lora_pay.ipynb",
 )
 
 

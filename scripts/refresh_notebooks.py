@@ -1,6 +1,6 @@
 """Maintainers: refresh the committed notebooks' outputs with a real default-preset run.
 
-    python scripts/refresh_notebooks.py               # all five (`make notebooks`)
+    python scripts/refresh_notebooks.py               # all six (`make notebooks`)
     python scripts/refresh_notebooks.py --notebook 03 --notebook 04
 
 Each notebook is executed with its default parameters by the runner every command line uses

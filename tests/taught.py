@@ -15,6 +15,7 @@ UNFAIR = {"train": 630, "validation": 230, "test": 172}
 LORA_PARAMS_PER_RANK = 6 * (4 * (384 + 384) + 2 * (384 + 1536))
 CPU_TRAINABLE_PARAMS = 8 * LORA_PARAMS_PER_RANK + 385
 CPU_TOTAL_PARAMS = 22_897_537  # MiniLM without its pooler, which the mean-pooling head skips
+FULL_TRAINABLE_PARAMS = 22_565_761  # every weight of MiniLM without its pooler, and the head
 WORKSHOP_SPLIT_SIZES = {"train": 600, "validation": 600, "test": 600}
 # TF-IDF + LinearSVC trained and tested on the workshop preset's samples: deterministic.
 WORKSHOP_BASELINE_F1 = 0.797

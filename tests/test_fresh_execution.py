@@ -1,6 +1,6 @@
 """The numbers the notebooks teach, checked on a fresh execution of them: the runs that nbval's
 re-execution just logged to its scratch stores (`make test` points `FRESH_STORE` at the store of
-notebooks 02-04, and `FRESH_WORKSHOP_STORE` at the one of 01 and 05).
+notebooks 02-04 and 06, and `FRESH_WORKSHOP_STORE` at the one of 01 and 05).
 
 Without `FRESH_STORE` these checks are skipped: a plain `pytest tests` has no fresh execution to
 read. Each check allows what a new seed or another machine moves (see `taught.py`).
@@ -8,6 +8,7 @@ read. Each check allows what a new seed or another machine moves (see `taught.py
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,20 +19,22 @@ from taught import (
     CPU_TOTAL_PARAMS,
     CPU_TRAINABLE_PARAMS,
     F1_TOLERANCE,
+    FULL_TRAINABLE_PARAMS,
     PR_AUC_TOLERANCE,
     WORKSHOP_BASELINE_F1,
     WORKSHOP_MARGIN,
+    WORKSHOP_SPLIT_SIZES,
 )
 from test_taught_numbers import results, workshop_trivial_f1
 
 from custom_module import baseline
 from custom_module.checkpoints import MONITOR, logged_epochs, tagged_best_epoch
 from custom_module.evaluation import logged_report
-from custom_module.runs import sweep_table
+from custom_module.runs import child_runs, sweep_table
 from custom_module.tracking import latest_finished_run, registered_model_name
 
 FRESH_STORE = os.environ.get("FRESH_STORE")
-# `make test` re-runs notebooks 01 and 05 beside 02-04, each group with a store of its own.
+# `make test` re-runs notebooks 01 and 05 beside 02-04 and 06, each group with a store of its own.
 FRESH_WORKSHOP_STORE = os.environ.get("FRESH_WORKSHOP_STORE", FRESH_STORE)
 pytestmark = pytest.mark.skipif(not FRESH_STORE, reason="no fresh execution: FRESH_STORE unset")
 
@@ -104,6 +107,49 @@ def test_fresh_champion_is_the_fresh_run(training_run):
     client = mlflow.MlflowClient()
     champion = client.get_model_version_by_alias(registered_model_name(), "champion")
     assert champion.run_id == training_run.info.run_id  # notebook 04 promoted it
+
+
+def test_fresh_run_logged_its_datasets_and_names_notebook_02(training_run):
+    inputs = {i.dataset.name: i.dataset for i in training_run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["unfair_tos_test", "unfair_tos_train", "unfair_tos_validation"]
+    rows = {name: json.loads(dataset.profile)["num_rows"] for name, dataset in inputs.items()}
+    assert rows == {f"unfair_tos_{split}": n for split, n in WORKSHOP_SPLIT_SIZES.items()}
+    assert training_run.data.tags["mlflow.source.name"] == "notebooks/02_peft_training.ipynb"
+
+
+def test_fresh_served_model_shows_notebook_03s_test_scores_on_its_page(training_run):
+    run_id = training_run.info.run_id
+    models = mlflow.search_logged_models(
+        experiment_ids=[training_run.info.experiment_id], output_format="list"
+    )
+    (model,) = [m for m in models if m.source_run_id == run_id]  # notebook 04 logged one
+    metrics = {m.key: m for m in model.metrics}
+    test_split = next(
+        i.dataset for i in training_run.inputs.dataset_inputs if "test" in i.dataset.name
+    )
+    assert metrics["test_f1"].dataset_digest == test_split.digest
+    served = logged_report(run_id)["test"]  # notebook 03's, at the served threshold
+    for name in ("precision", "recall", "f1", "pr_auc"):
+        assert metrics[f"test_{name}"].value == pytest.approx(served[name], abs=1e-4), name
+
+
+def test_fresh_comparison_of_methods_has_a_child_per_method_with_its_costs():
+    experiment = mlflow.get_experiment_by_name("lexglue-unfair-tos-methods")  # notebook 06's
+    (parent,) = mlflow.search_runs(
+        [experiment.experiment_id],
+        filter_string="attributes.run_name = 'methods workshop'",
+        output_format="list",
+    )
+    children = {c.data.params["config.method"]: c for c in child_runs(parent.info.run_id)}
+    assert sorted(children) == ["full", "head", "lora"]
+    trainable = {name: int(c.data.params["trainable_params"]) for name, c in children.items()}
+    assert trainable == {"head": 385, "lora": CPU_TRAINABLE_PARAMS, "full": FULL_TRAINABLE_PARAMS}
+    for child in children.values():
+        assert child.data.metrics["train_seconds"] > 0 and child.data.metrics["peak_memory_mb"] > 0
+    committed = {row["method"]: row for row in results("06_does_lora_pay.ipynb")["table"]}
+    for name, child in children.items():
+        fresh = child.data.metrics["Test_F1_Score"]
+        assert fresh == pytest.approx(committed[name]["Test F1"], abs=F1_TOLERANCE), name
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from taught import (
     CPU_TOTAL_PARAMS,
     CPU_TRAINABLE_PARAMS,
     F1_TOLERANCE,
+    FULL_TRAINABLE_PARAMS,
     LORA_PARAMS_PER_RANK,
     MULTILABEL_MACRO_F1_FLOOR,
     SPLIT_SIZES,
@@ -92,6 +93,28 @@ def test_the_committed_champion_is_the_evaluated_run():
     assert serving["version"] == 1 and serving["promoted"] is True  # a fresh store
     labels = [row["label"] for row in serving["champion_predictions"]]
     assert labels == ["unfair", "fair", "unfair"]
+
+
+def test_the_served_models_page_shows_notebook_03s_test_scores():
+    on_the_model = results("04_pyfunc_serving.ipynb")["model_metrics"]
+    served = results("03_checkpoint_evaluation.ipynb")["test"]  # at the served threshold
+    for name in ("precision", "recall", "f1", "pr_auc"):
+        assert on_the_model[f"test_{name}"] == pytest.approx(served[name], abs=1e-4), name
+
+
+def test_the_comparison_trains_what_each_method_says_and_stores_what_it_trains():
+    comparison = results("06_does_lora_pay.ipynb")
+    rows = {row["method"]: row for row in comparison["table"]}
+    trainable = {name: row["trainable params"] for name, row in rows.items()}
+    assert trainable == {"head": 385, "lora": CPU_TRAINABLE_PARAMS, "full": FULL_TRAINABLE_PARAMS}
+    assert rows["full"]["learning rate"] == comparison["chosen_full_learning_rate"] == 5e-5
+    # A full fine-tuning checkpoint holds every weight and AdamW's two moments, 4 bytes each.
+    full_megabytes = 3 * 4 * FULL_TRAINABLE_PARAMS / 1e6
+    assert rows["full"]["checkpoint MB per epoch"] == pytest.approx(full_megabytes, rel=0.01)
+    assert rows["head"]["checkpoint MB per epoch"] < rows["lora"]["checkpoint MB per epoch"] < 5
+    assert len({row["served MB"] for row in rows.values()}) == 1  # merged: the same size
+    summary = {row["method"]: row for row in comparison["summary"]}
+    assert summary["tf-idf"]["Test F1"] == pytest.approx(WORKSHOP_BASELINE_F1, abs=0.0005)
 
 
 def workshop_trivial_f1(split: str = "validation") -> float:

@@ -1,9 +1,4 @@
-"""LoRA fine-tuning of a transformer on LexGLUE UNFAIR-ToS, tracked end to end by MLflow.
-
-The notebooks in `notebooks/` tell the story; this package holds what they share and what must be
-importable. Its modules follow the pipeline: `config` (TrainConfig, presets) → `data` (the
-LexGlueDataModule) → `module` (TransformerModule) → `callbacks` → `checkpoints` → `evaluation` →
-`serving` (with `pyfunc_model` and `onnx_export`), beside `baseline`; with the support jobs
-`tracking` (the store, run lookup, names), `runs` (reading runs back), `notebook_helpers` and
-`notebooks` (the one notebook runner), and `train` (the command line, which runs notebook 02).
-"""
+"""LoRA fine-tuning of a transformer on LexGLUE UNFAIR-ToS, tracked end to end by MLflow: what the
+notebooks share and what must be importable, a module per pipeline stage (`config` → `data` →
+`module` → ... → `serving`) and per support job (`tracking`, `runs`, `notebooks`, `train`); each
+module imports only those above it in tests/test_layout.py's `LAYERS`."""

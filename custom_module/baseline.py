@@ -1,6 +1,5 @@
 """TF-IDF + linear SVM baseline for binary UNFAIR-ToS, next to a LoRA run's `Test_*` metrics
-(notebook 02): the LoRA model is only worth its cost if it beats this by a clear margin.
-"""
+(notebook 02): the LoRA model is only worth its cost if it beats this by a clear margin."""
 
 from __future__ import annotations
 
@@ -8,17 +7,16 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
 from custom_module.config import TrainConfig
 from custom_module.data import balanced_sample, load_unfair_tos, to_targets
+from custom_module.evaluation import TEST_METRICS, binary_scores
 from custom_module.tracking import run_config
 
 BASELINE = "TF-IDF + LinearSVC"
 LORA = "LoRA run"
-SCORES = ("precision", "recall", "f1", "pr_auc")
 
 
 def split_texts_and_targets(
@@ -36,9 +34,9 @@ def split_texts_and_targets(
 
 def baseline_test_metrics(
     data_path: str | None = None, sample_size: int | None = None, seed: int = TrainConfig.seed
-) -> dict[str, float]:
-    """Fit TF-IDF (word 1-2 grams) + LinearSVC on train; precision, recall, F1 on test, and
-    PR-AUC from the SVM's decision function (its ranking of the clauses)."""
+) -> dict:
+    """Fit TF-IDF (word 1-2 grams) + LinearSVC on train; `binary_scores` on test, with the SVM's
+    decision function (its ranking of the clauses, unfair above 0) in place of a probability."""
     dataset = load_unfair_tos(data_path)
     train_texts, train_y = split_texts_and_targets(dataset, "train", sample_size, seed)
     test_texts, test_y = split_texts_and_targets(dataset, "test", sample_size, seed)
@@ -47,27 +45,15 @@ def baseline_test_metrics(
         LinearSVC(C=1.0, class_weight="balanced"),
     )
     model.fit(train_texts, train_y)
-    predicted = model.predict(test_texts)
-    return {
-        "precision": precision_score(test_y, predicted),
-        "recall": recall_score(test_y, predicted),
-        "f1": f1_score(test_y, predicted),
-        "pr_auc": average_precision_score(test_y, model.decision_function(test_texts)),
-    }
+    return binary_scores(test_y, model.decision_function(test_texts), threshold=0.0)
 
 
 def comparison_table(run: Run, data_path: str | None = None) -> pd.DataFrame:
     """Test scores of the baseline and of a LoRA run (its best epoch, at 0.5), and the difference;
     a run trained on a sample meets a baseline trained and tested on the same sample."""
     config = run_config(run.info.run_id)
-    metrics = run.data.metrics
-    lora = {
-        "precision": metrics["Test_Precision"],
-        "recall": metrics["Test_Recall"],
-        "f1": metrics["Test_F1_Score"],
-        "pr_auc": metrics["Test_PR_AUC"],
-    }
+    lora = {key: run.data.metrics[f"Test_{name}"] for key, name in TEST_METRICS.items()}
     baseline = baseline_test_metrics(data_path, config.sample_size, config.seed)
-    table = pd.DataFrame({BASELINE: baseline, LORA: lora}).loc[list(SCORES)]
+    table = pd.DataFrame({BASELINE: {key: baseline[key] for key in lora}, LORA: lora})
     table["LoRA - baseline"] = table[LORA] - table[BASELINE]
     return table.round(3)

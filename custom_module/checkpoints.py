@@ -1,8 +1,5 @@
-"""Per-epoch checkpoints of a run (autolog's `checkpoints/epoch_N/checkpoint.pth`, N from 0).
-
-A wrong run id, an epoch never logged or a run without checkpoints raises an error that says
-what does exist.
-"""
+"""Per-epoch checkpoints of a run (autolog's `checkpoints/epoch_N/checkpoint.pth`, N from 0). A
+wrong run id, a missing epoch or a run without checkpoints raises an error saying what exists."""
 
 from __future__ import annotations
 
@@ -15,10 +12,8 @@ from custom_module.tracking import BEST_EPOCH_TAG, get_run
 
 def checkpoint_paths(run_id: str) -> dict[int, str]:
     """Epoch -> artifact path of its checkpoint file, ascending; LookupError for an unknown run.
-
-    Autolog tags a checkpoint as the latest *before* it uploads the file, so a run that died at
-    that moment has a tag (and a metrics file) pointing at nothing: only the file counts here.
-    """
+    Only the file counts: autolog tags a checkpoint as the latest *before* it uploads the file, so
+    a run that died at that moment has a tag (and a metrics file) pointing at nothing."""
     get_run(run_id)
     client = mlflow.MlflowClient()
     paths = {}
@@ -87,7 +82,5 @@ def download_latest_checkpoint(run_id: str, folder: str) -> str:
         raise ValueError(f"Run {run_id} already finished; there is nothing to resume.")
     paths = checkpoint_paths(run_id)
     if not paths:
-        raise LookupError(
-            f"Run {run_id} logged no checkpoint before it stopped; start a new run instead."
-        )
+        raise LookupError(f"Run {run_id} logged no checkpoint before it stopped: start a new run.")
     return mlflow.MlflowClient().download_artifacts(run_id, paths[max(paths)], folder)

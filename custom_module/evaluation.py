@@ -1,8 +1,6 @@
-"""Evaluate a training run: score every logged epoch, then report the best one at a threshold.
-
-Notebook 03 chooses the threshold from the best epoch's validation predictions; `log_evaluation`
-stores it as the tag `decision_threshold`, where notebook 04 reads it back (`logged_report`).
-"""
+"""Evaluate a training run: score every logged epoch, then report the best one at a threshold,
+which notebook 03 chooses on the best epoch's validation predictions. `log_evaluation` stores it
+as the tag `decision_threshold`, where notebook 04 reads it back (`logged_report`)."""
 
 from __future__ import annotations
 
@@ -25,12 +23,7 @@ from torch.utils.data import DataLoader
 
 from custom_module.checkpoints import load_epoch, logged_epochs, tagged_best_epoch
 from custom_module.config import TrainConfig
-from custom_module.data import (
-    LABEL_NAMES,
-    LengthSortedBatchSampler,
-    LexGlueDataModule,
-    balanced_sample,
-)
+from custom_module.data import LABEL_NAMES, LexGlueDataModule, balanced_sample
 from custom_module.module import TransformerModule
 from custom_module.tracking import THRESHOLD_TAG, get_run, run_config
 
@@ -38,6 +31,8 @@ EVAL_SPLITS = ("validation", "test")
 DEFAULT_THRESHOLD = 0.5
 REPORT_ARTIFACT = "evaluation/report.json"
 NO_UNFAIR_LABEL = "no unfair label"
+# `binary_scores`' keys -> the names the module logs them under (`Test_F1_Score`), and notebook 03.
+TEST_METRICS = {"precision": "Precision", "recall": "Recall", "f1": "F1_Score", "pr_auc": "PR_AUC"}
 # Test-split μ-F1 / m-F1 in percent: the LexGLUE paper (Chalkidis et al., ACL 2022) and two
 # community models on the Hugging Face hub. MiniLM never flags the rare categories: μ-F1, which
 # the many fair clauses dominate, hides that; m-F1, the mean of the nine columns' F1, does not.
@@ -84,16 +79,11 @@ class ScoredRun:
 def predict(module: TransformerModule, dataloader: DataLoader) -> np.ndarray:
     """Probabilities, (clauses, num_labels), in file order, also for length-sorted batches."""
     trainer = pl.Trainer(
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
     outputs = np.concatenate([batch.numpy() for batch in trainer.predict(module, dataloader)])
-    if isinstance(dataloader.batch_sampler, LengthSortedBatchSampler):
-        return dataloader.batch_sampler.restore_order(outputs)
-    return outputs
+    restore_order = getattr(dataloader.batch_sampler, "restore_order", None)  # length-sorted
+    return outputs if restore_order is None else restore_order(outputs)
 
 
 def predict_split(
@@ -168,8 +158,7 @@ def lexglue_result(test: SplitPredictions) -> dict:
 def lexglue_table(result: dict, name: str = "MiniLM + LoRA (this run)") -> pd.DataFrame:
     """The run's μ-F1 and m-F1 (`lexglue_result`) among the published ones, best m-F1 first."""
     ours = pd.DataFrame(
-        [(name, "this tutorial", result["micro_f1"], result["macro_f1"])],
-        columns=PUBLISHED.columns,
+        [(name, "this tutorial", result["micro_f1"], result["macro_f1"])], columns=PUBLISHED.columns
     )
     table = pd.concat([PUBLISHED, ours], ignore_index=True)
     return table.sort_values("macro_f1", ascending=False).set_index("model")
@@ -211,10 +200,9 @@ def build_report(
     tuned_threshold: float,
     threshold_folds: pd.DataFrame | None = None,
 ) -> dict:
-    """The best epoch's evaluation at the served `threshold` (notebook 03's choice: the tuned
-    one, best F1 on validation, or 0.5). Test is scored at all three, to show what the choice
-    cost or gained; `threshold_folds` is the per-block evidence for the choice. Notebook 04,
-    `serving` and the tests read these keys back."""
+    """The best epoch's evaluation at the served `threshold` (notebook 03's choice: the tuned one,
+    best F1 on validation, or 0.5), test also at the other two; `threshold_folds` is the evidence
+    for the choice, per block. Notebook 04, `serving` and the tests read these keys back."""
     validation, test = scored.predictions["validation"], scored.predictions["test"]
     folds = [] if threshold_folds is None else threshold_folds.reset_index().to_dict("records")
     return {
@@ -242,12 +230,7 @@ def log_evaluation(report: dict, figures: dict[str, Figure] | None = None) -> No
     the tag `decision_threshold`, the report as JSON, and `figures` under their artifact paths."""
     client = mlflow.MlflowClient()
     run_id = report["run_id"]
-    metrics = {
-        "Eval_Test_Precision": report["test"]["precision"],
-        "Eval_Test_Recall": report["test"]["recall"],
-        "Eval_Test_F1_Score": report["test"]["f1"],
-        "Eval_Test_PR_AUC": report["test"]["pr_auc"],
-    }
+    metrics = {f"Eval_Test_{name}": report["test"][key] for key, name in TEST_METRICS.items()}
     if report["lexglue"]:
         metrics["Eval_Test_LexGLUE_Micro_F1"] = report["lexglue"]["micro_f1"]
         metrics["Eval_Test_LexGLUE_Macro_F1"] = report["lexglue"]["macro_f1"]

@@ -1,7 +1,6 @@
 """What the notebooks share around their lessons: quiet library output, versions, package source
 shown where it is taught, and the results each notebook records for the tests. Nothing here
-imports the training stack at module level, so a notebook's first and last cells stay cheap.
-"""
+imports the training stack at module level, so a notebook's first and last cells stay cheap."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@
     python -m custom_module.notebooks --notebook 02 -p max_epochs 2 -p seed 7
 
 Each parameter goes to every notebook whose `parameters` cell declares it; one that none of them
-declares is refused before anything runs. Later notebooks find the run that earlier ones logged.
-"""
+declares is refused before anything runs. Later notebooks find the run that earlier ones logged."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """ONNX copies of the served classifier for CPUs. `runtime="onnx"`: fused for ONNX Runtime, with
 PyTorch's answers, faster. `runtime="onnx-int8"`: that graph quantized dynamically, so a clause's
-probability moves slightly with the clauses batched with it. docs/serving.md has the measurements.
-"""
+probability moves slightly with the clauses batched with it (docs/serving.md measures both)."""
 
 from __future__ import annotations
 
@@ -26,6 +25,8 @@ from custom_module.module import TransformerModule
 # Where pyfunc_model.py (which cannot import this module) looks for each runtime's model.
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 INPUT_NAMES = ("input_ids", "attention_mask")
+# Traced on two clauses of different lengths, so the batch holds padding: on a mask of ones only,
+# the encoder's attention skips the mask altogether, and every padded batch scores wrong.
 EXAMPLE_CLAUSES = ("we may change these terms at any time without notice .", "you agree .")
 # `Attention`'s inputs by position (ONNX Runtime's com.microsoft operator).
 WEIGHTS, MASK_INDEX, ATTENTION_BIAS = 1, 3, 5
@@ -33,17 +34,11 @@ WEIGHTS, MASK_INDEX, ATTENTION_BIAS = 1, 3, 5
 EXPORT_TOLERANCE = 1e-4
 
 
-def example_batch(merged: TransformerModule) -> dict[str, torch.Tensor]:
-    """Two clauses of different lengths, so the batch holds padding: traced on a mask of ones
-    only, the encoder's attention skips the mask altogether, and every padded batch scores wrong."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(merged.hparams.model_name))
-    return dict(tokenizer(list(EXAMPLE_CLAUSES), padding=True, return_tensors="pt"))
-
-
 def export_onnx(merged: TransformerModule, path: Path) -> None:
     """The forward pass of `merged` (adapters merged) as an ONNX graph fused for ONNX Runtime,
     batch size and clause length free; fails if its logits differ from PyTorch's."""
-    example = example_batch(merged)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(merged.hparams.model_name))
+    example = dict(tokenizer(list(EXAMPLE_CLAUSES), padding=True, return_tensors="pt"))
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=512)
     with warnings.catch_warnings():
         # Both inputs share the two free axes, as intended; the exporter says so once per axis.
@@ -70,12 +65,10 @@ def export_onnx(merged: TransformerModule, path: Path) -> None:
 
 
 def fused_for_onnx_runtime(model: ir.Model) -> ir.Model:
-    """`model` with ONNX Runtime's transformer fusions, each `Attention` made quantizable.
-
-    The quantizer makes `QAttention` only of packed QKV weights stored (the fusions concatenate
-    them at run time) and a mask index (not the fusions' additive bias), and skips nodes naming
-    `qkv_hidden_sizes` (equal here, the operator's default).
-    """
+    """`model` with ONNX Runtime's transformer fusions, each `Attention` made quantizable: the
+    quantizer makes `QAttention` only of packed QKV weights stored (the fusions concatenate them at
+    run time) and a mask index (not the fusions' additive bias), and skips nodes naming
+    `qkv_hidden_sizes` (equal here, the operator's default)."""
     model, _ = optimize_for_ort(model)
     graph = model.graph
     attentions = [node for node in graph if node.op_type == "Attention"]

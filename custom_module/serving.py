@@ -1,7 +1,6 @@
 """What notebook 04 needs around `mlflow.pyfunc.log_model`: artifacts, signature, requirements,
 the champion rule, and a local REST server. The notebook logs the artifacts with
-`pyfunc_model.py` (models from code), which cannot import this package.
-"""
+`pyfunc_model.py` (models from code), which cannot import this package."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from custom_module.config import resolve_model_path
 from custom_module.data import LABEL_NAMES
 from custom_module.evaluation import logged_report
 from custom_module.module import TransformerModule
-from custom_module.onnx_export import ONNX_FILES, export_int8, export_onnx
+from custom_module.onnx_export import EXAMPLE_CLAUSES, ONNX_FILES, export_int8, export_onnx
 from custom_module.tracking import CHAMPION, run_config
 
 # MLflow's default (60 s) is too short for a 5,000-clause request on a 2-core CPU (~40 s idle).
@@ -48,14 +47,7 @@ SERVING_PACKAGES = {
 # How the pyfunc computes (docs/serving.md compares them); pyfunc_model.py has a batch size each.
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
-INPUT_EXAMPLE = pd.DataFrame(
-    {
-        "text": [
-            "we may change these terms at any time without notice .",
-            "you can cancel your subscription from your account settings .",
-        ]
-    }
-)
+INPUT_EXAMPLE = pd.DataFrame({"text": list(EXAMPLE_CLAUSES)})
 
 
 def pip_requirements(runtime: str = "torch") -> list[str]:
@@ -76,10 +68,9 @@ def signature(task: str) -> ModelSignature:
 
 
 def export_classifier(merged: TransformerModule, folder: Path, runtime: str = "torch") -> None:
-    """What the pyfunc loads, in one folder: the merged encoder, the head, the tokenizer, and for
-    the ONNX runtimes the ONNX model. The mean-pooling head is the tutorial's own `nn.Linear`,
-    outside the `transformers` model, so it is saved beside it (`HEAD_FILE`). Refuses an unknown
-    runtime or unmerged adapters before anything is written."""
+    """What the pyfunc loads, in one folder: the merged encoder, our mean-pooling head (`HEAD_FILE`:
+    it is outside the `transformers` model), the tokenizer, and for the ONNX runtimes the ONNX
+    model. Refuses an unknown runtime or unmerged adapters before anything is written."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {RUNTIMES}.")
     if isinstance(merged.model, PeftModel):

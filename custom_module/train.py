@@ -3,8 +3,7 @@
     python -m custom_module.train --preset cpu --max-epochs 3
     python -m custom_module.train --resume RUN_ID
 
-Each option is a parameter of the notebook's `parameters` cell: `--sample-size 256`.
-"""
+Each option is a parameter of the notebook's `parameters` cell: `--sample-size 256`."""
 
 from __future__ import annotations
 

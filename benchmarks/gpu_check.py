@@ -2,14 +2,17 @@
 
     python benchmarks/gpu_check.py              # every training clause (5,532)
     python benchmarks/gpu_check.py --limit 256  # a quick check on a balanced sample
+    python benchmarks/gpu_check.py --devices 1 2  # one GPU, then two (DDP), side by side
 
 Runs notebook 02 (`custom_module.train.train`, the path every run takes: its Trainer, callbacks,
 EarlyStopping and checkpoint autologging) with the `gpu` preset for two epochs, in the card's
 mixed precision (fp16 on a T4, bf16 from compute capability 8.0), into a throwaway sqlite store.
 The model is roberta-base's architecture with random weights (saved with the bundled MiniLM
 tokenizer, whose ids all fall inside roberta's vocabulary), so no hub is needed. It prints
-seconds per epoch and clauses/s, the GPU memory MLflow's system metrics saw, the checkpoint size,
-and loads the best epoch back. The F1 of random weights means nothing; speed, memory and size do.
+seconds per epoch and clauses/s, the peak GPU memory of training (rank 0's with DDP) and what
+MLflow's system metrics saw, the checkpoint size, and loads the best epoch back, for each device
+count of `--devices` (the global batch stays the preset's). The F1 of random weights means
+nothing; speed, memory and size do.
 
 Without CUDA it says so and exits 0.
 """
@@ -47,12 +50,13 @@ def random_roberta_base(folder: Path) -> str:
     return str(folder)
 
 
-def run_check(limit: int | None, data_path: str | None, tmp: Path) -> None:
-    major, minor = torch.cuda.get_device_capability()
-    print(f"device: {torch.cuda.get_device_name()} (compute capability {major}.{minor})")
+def run_check(limit: int | None, data_path: str | None, tmp: Path, devices: int) -> None:
+    major, minor = torch.cuda.get_device_capability()  # this process never forks: it may ask
+    print(f"{devices} x {torch.cuda.get_device_name()} (compute capability {major}.{minor})")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
     model_path = random_roberta_base(tmp / "roberta-base-random")
     run_id = train(
+        devices=devices,
         preset_name="gpu",
         max_epochs=2,
         sample_size=limit,
@@ -68,6 +72,7 @@ def run_check(limit: int | None, data_path: str | None, tmp: Path) -> None:
     for epoch, (start, end) in enumerate(zip(ends, ends[1:], strict=False)):
         seconds = (end - start) / 1000
         print(f"epoch {epoch}: {seconds:.1f} s with validation, {clauses / seconds:.1f} clauses/s")
+    print(f"peak GPU memory of training: {run.data.metrics['peak_memory_mb']:,.0f} MB")
     gpu_memory = {k: v for k, v in run.data.metrics.items() if k.startswith("system/gpu")}
     print(f"GPU system metrics (last values): {gpu_memory or 'none logged'}")
     best = tagged_best_epoch(run_id)
@@ -80,12 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="train on a balanced sample of N clauses")
     parser.add_argument("--data-path", help="local copy of coastalcph/lex_glue (or LEXGLUE_PATH)")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1], help="device counts")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("No CUDA device found: this check needs a GPU (e.g. a Colab T4). Nothing was run.")
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        run_check(args.limit, args.data_path, Path(tmp))
+    for devices in args.devices:
+        if devices > torch.cuda.device_count():
+            print(f"{devices} devices asked for, {torch.cuda.device_count()} found: skipped.")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            run_check(args.limit, args.data_path, Path(tmp), devices)
     return 0
 
 

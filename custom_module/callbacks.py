@@ -1,39 +1,80 @@
 """Lightning callbacks for the training notebook's `Trainer`: `RandomStateCallback` makes a resumed
-run draw the same random numbers as an uninterrupted one; `EpochSummary` prints a line per epoch."""
+run draw the same random numbers as an uninterrupted one; `EpochSummary` prints a line per epoch;
+`RankZeroRun` keeps DDP ranks forked from a notebook in the notebook's MLflow run."""
 
 from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import mlflow
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from IPython import get_ipython
 from IPython.display import display
+from mlflow.utils.autologging_utils import client as autologging_client
 
 SUMMARY_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score")
 
 
 class RandomStateCallback(pl.Callback):
-    """Puts the torch, numpy and Python random states into every checkpoint and restores them
-    on resume, so dropout after a crash draws the same masks as an uninterrupted run. They are
-    stored as tensors and tuples: torch's weights-only unpickler (`load_checkpoint`) refuses numpy
-    arrays."""
+    """Puts the torch (CPU and every CUDA device), numpy and Python random states into every
+    checkpoint and restores them on resume, so dropout after a crash draws the same masks as an
+    uninterrupted run. They are stored as tensors and tuples: torch's weights-only unpickler
+    (`load_checkpoint`) refuses numpy arrays. CUDA states are restored where there is CUDA."""
 
     def state_dict(self) -> dict:
         algorithm, keys, *rest = np.random.get_state()  # rest: position, has_gauss, cached_gaussian
         return {
             "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": (algorithm, torch.from_numpy(keys.astype(np.int64)), *rest),
             "python": random.getstate(),
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
         torch.set_rng_state(state_dict["torch"])
+        if state_dict.get("cuda") and torch.cuda.is_available():  # absent before CUDA was saved
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
         algorithm, keys, *rest = state_dict["numpy"]
         np.random.set_state((algorithm, keys.numpy().astype(np.uint32), *rest))
         random.setstate(state_dict["python"])
+
+
+class RankZeroRun(pl.Callback):
+    """Keeps rank 0 of DDP processes forked from a notebook kernel (`devices > 1`) in the
+    kernel's MLflow run: since MLflow 2.18 a forked process does not inherit the active run, and
+    autolog's checkpoints and `mlflow.log_metrics` there would each start a new one, left RUNNING.
+    The notebook sets `run_id` once its run has started; rank 0 joins it without a second
+    system-metrics monitor. EarlyStopping ran in the ranks, not in the kernel's copy autolog reads
+    after `fit`, so rank 0 logs its outcome under autolog's names. With one device: nothing."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.joined = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero and mlflow.active_run() is None and self.run_id:
+            # Autolog's client logs through the kernel's thread pool, whose threads a fork does
+            # not copy: a wait on it would never end (`on_test_end` hung). A pool of our own.
+            autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL = ThreadPoolExecutor(2)
+            mlflow.start_run(run_id=self.run_id, log_system_metrics=False)
+            self.joined = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        stopper = trainer.early_stopping_callback
+        if self.joined and stopper is not None and stopper.stopped_epoch:
+            restored = stopper.stopped_epoch - max(1, stopper.patience)
+            mlflow.log_metrics(
+                {
+                    "stopped_epoch": stopper.stopped_epoch,
+                    "restored_epoch": restored,
+                    "best_score": float(stopper.best_score),
+                    "wait_count": stopper.wait_count,
+                }
+            )
 
 
 class EpochSummary(pl.Callback):
@@ -48,7 +89,9 @@ class EpochSummary(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started = self.shown_at = time.perf_counter()
-        if in_ipython():  # display() returns a handle to update there only
+        # display() returns a handle to update in IPython only, and in the kernel's own process:
+        # DDP ranks forked from it print their lines on rank 0 alone.
+        if in_ipython() and trainer.world_size == 1:
             start = {"text/plain": f"epoch {trainer.current_epoch}: starting"}
             self.progress = display(start, raw=True, display_id=True)
 
@@ -66,6 +109,8 @@ class EpochSummary(pl.Callback):
             self._show(f"epoch {trainer.current_epoch}: validating")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         metrics = trainer.callback_metrics
         shown = [f"{n} {float(metrics[n]):.3f}" for n in SUMMARY_METRICS if n in metrics]
         seconds = time.perf_counter() - self.started

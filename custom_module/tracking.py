@@ -1,7 +1,6 @@
 """Where runs are stored, the names things get there, and how later notebooks find them.
 MLflow 3's default store is `./mlflow.db` of the *current* folder, which would split notebooks,
-CLI and tests; so one store at the repository root, unless `MLFLOW_TRACKING_URI` says otherwise.
-"""
+CLI and tests; so one store at the repository root, unless `MLFLOW_TRACKING_URI` says otherwise."""
 
 from __future__ import annotations
 
@@ -96,8 +95,7 @@ def databricks_user(tracking_uri: str = "databricks") -> str:
     except Exception as error:
         raise RuntimeError(
             "Could not ask Databricks who the current user is, to place the experiment under "
-            "/Users/<you>/. Give the experiment an absolute workspace path instead (e.g. "
-            "/Users/you@example.com/lexglue-unfair-tos-lora or /Shared/lexglue-unfair-tos-lora), "
+            "/Users/<you>/. Give an absolute path instead (e.g. /Shared/lexglue-unfair-tos-lora), "
             "or set DATABRICKS_HOST and DATABRICKS_TOKEN (or a profile) for this machine."
         ) from error
     if not user:
@@ -165,6 +163,9 @@ def configure_tracking(experiment_name: str | None = None, uri: str | None = Non
     """Point MLflow at the tutorial's store; create the experiment if new. Returns the name to pass
     to `mlflow.set_experiment` (see `experiment_path`). A sqlite store's artifacts go beside it, in
     `mlartifacts` (else MLflow puts them under the *current* folder); a server picks its own."""
+    # DDP ranks forked from a notebook reuse its store: pooled sqlite connections must not cross
+    # a fork, so every call opens its own (sqlite opens are cheap).
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     mlflow.set_tracking_uri(tracking_uri(uri))
     if not experiment_name:
         return None

@@ -10,6 +10,7 @@ from custom_module.config import TrainConfig
 from custom_module.data import (
     LABEL_NAMES,
     LengthBucketBatchSampler,
+    LengthSortedBatchSampler,
     LexGlueDataModule,
     balanced_sample,
     load_unfair_tos,
@@ -127,6 +128,50 @@ def test_bucketed_batches_cover_each_row_once_and_repeat_per_epoch():
     assert epoch0 == list(sampler)
     sampler.set_epoch(1)
     assert epoch0 != list(sampler)
+
+
+@pytest.mark.parametrize("size", [1000, 1001, 1024])  # a last global batch of 8, 9 and none
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_split_the_one_device_batches_with_equal_counts(size, world_size):
+    lengths = np.random.default_rng(0).integers(5, 120, size=size)
+    one = list(LengthBucketBatchSampler(lengths, batch_size=32, seed=7))
+    ranks = [
+        LengthBucketBatchSampler(lengths, 32, seed=7, rank=rank, world_size=world_size)
+        for rank in range(world_size)
+    ]
+    shards = [list(sampler) for sampler in ranks]
+    assert {len(shard) for shard in shards} == {len(one)} == {len(s) for s in ranks}
+    for step, batch in enumerate(one):  # each global batch, split across the ranks, disjointly
+        parts = [shard[step] for shard in shards]
+        assert sorted(i for part in parts for i in part) == sorted(batch)
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_a_global_batch_smaller_than_the_ranks_is_left_out_on_every_rank():
+    lengths = list(range(33))  # batches of 32 and 1: the single clause cannot go to 2 ranks
+    shards = [list(LengthBucketBatchSampler(lengths, 32, 0, rank=r, world_size=2)) for r in (0, 1)]
+    assert [len(shard) for shard in shards] == [1, 1]  # one step each, not one rank a step more
+    rows = [i for shard in shards for batch in shard for i in batch]
+    assert len(rows) == len(set(rows)) == 32
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_evaluation_batches_score_every_clause_once_across_ranks(world_size):
+    lengths = np.random.default_rng(1).integers(5, 120, size=999)
+    shards = [
+        list(LengthSortedBatchSampler(lengths, 64, rank=rank, world_size=world_size))
+        for rank in range(world_size)
+    ]
+    rows = sorted(i for shard in shards for batch in shard for i in batch)
+    assert rows == list(range(999))  # no clause twice: no padding duplicates in the scores
+    one_device = list(LengthSortedBatchSampler(lengths, 64))
+    for rank, shard in enumerate(shards):  # the one-device batches, dealt round the ranks
+        assert shard == one_device[rank::world_size]
+
+
+def test_evaluation_refuses_more_ranks_than_batches():
+    with pytest.raises(ValueError, match="too few batches for 3 ranks"):
+        LengthSortedBatchSampler(list(range(100)), 64, rank=2, world_size=3)
 
 
 def test_dynamic_padding_pads_far_less_than_max_length(datamodule):

@@ -25,17 +25,19 @@ class Display:
         self.shown.append(bundle["text/plain"])
 
 
-def trainer(epoch: int = 0) -> SimpleNamespace:
+def trainer(epoch: int = 0, rank: int = 0, world_size: int = 1) -> SimpleNamespace:
     return SimpleNamespace(
         current_epoch=epoch,
+        world_size=world_size,
+        is_global_zero=rank == 0,
         num_training_batches=4,
         callback_metrics={"Train_Loss": 0.5, "Val_F1_Score": 0.75},
         state=SimpleNamespace(fn="fit"),
     )
 
 
-def run_epoch(summary: EpochSummary, epoch: int = 0) -> None:
-    fit = trainer(epoch)
+def run_epoch(summary: EpochSummary, epoch: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    fit = trainer(epoch, rank, world_size)
     summary.on_train_epoch_start(fit, None)
     for step in range(fit.num_training_batches):
         summary.on_train_batch_end(fit, None, None, None, step)
@@ -73,3 +75,15 @@ def test_outside_ipython_only_the_epoch_lines_are_printed(monkeypatch, capsys, e
     run_epoch(EpochSummary(refresh_seconds=0.0), epoch)
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 and printed[0].startswith(f"epoch {epoch}: Train_Loss 0.500")
+
+
+@pytest.mark.parametrize(("rank", "lines"), [(0, 1), (1, 0)])
+def test_ddp_ranks_forked_from_a_kernel_print_once_and_display_nothing(
+    monkeypatch, capsys, rank, lines
+):
+    """A rank is a forked process: it must not touch the kernel's display, and only rank 0
+    prints, so the notebook keeps one line per epoch whatever the number of devices."""
+    monkeypatch.setattr(callbacks, "display", lambda *args, **kwargs: pytest.fail("displayed"))
+    monkeypatch.setattr(callbacks, "in_ipython", lambda: True)
+    run_epoch(EpochSummary(refresh_seconds=0.0), rank=rank, world_size=2)
+    assert len(capsys.readouterr().out.splitlines()) == lines

@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from custom_module import runs
 from custom_module.tracking import (
     DEFAULT_STORE,
     configure_tracking,
@@ -54,3 +55,26 @@ def test_a_missing_experiment_says_what_to_run(tracking_store: str) -> None:
 def test_an_unknown_run_id_names_the_store(tracking_store: str) -> None:
     with pytest.raises(LookupError, match="No run"):
         find_run("0" * 32, "tracking-latest")
+
+
+def test_system_metrics_show_each_gpus_series_where_mlflow_sampled_them(tracking_store):
+    with mlflow.start_run(run_name="gpu samples") as run:
+        for step, timestamp in enumerate((0, 60_000)):  # two samples a minute apart
+            values = {
+                "system/cpu_utilization_percentage": 50.0,
+                "system/system_memory_usage_megabytes": 900.0,
+                "system/gpu_0_utilization_percentage": 97.0,
+                "system/gpu_0_memory_usage_megabytes": 4000.0 + step,
+                "system/gpu_0_power_usage_watts": 70.0,  # not one of the columns shown
+            }
+            for name, value in values.items():
+                mlflow.MlflowClient().log_metric(run.info.run_id, name, value, timestamp, step)
+    table = runs.system_metrics(run.info.run_id)
+    assert list(table.columns) == [
+        "CPU utilisation (%)",
+        "memory used (MB)",
+        "GPU 0 memory (MB)",
+        "GPU 0 utilisation (%)",
+    ]
+    assert table.index.tolist() == [0.0, 1.0]
+    assert table["GPU 0 memory (MB)"].tolist() == [4000, 4001]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 
 import mlflow
 import numpy as np
@@ -43,38 +43,41 @@ class RandomStateCallback(pl.Callback):
         random.setstate(state_dict["python"])
 
 
+class InlineExecutor(Executor):
+    """Runs each task at once, in the caller's thread. A fork can catch a thread of autolog's pool
+    inside sqlite, and the rank then waits forever on its lock (or on the pool's lost threads)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()  # a failure raises here, as it would from the pool's future
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
 class RankZeroRun(pl.Callback):
     """Keeps rank 0 of DDP processes forked from a notebook kernel (`devices > 1`) in the
     kernel's MLflow run: since MLflow 2.18 a forked process does not inherit the active run, and
     autolog's checkpoints and `mlflow.log_metrics` there would each start a new one, left RUNNING.
-    The notebook sets `run_id` once its run has started; rank 0 joins it without a second
-    system-metrics monitor. EarlyStopping ran in the ranks, not in the kernel's copy autolog reads
-    after `fit`, so rank 0 logs its outcome under autolog's names. With one device: nothing."""
+    The notebook sets `run_id` once its run has started (without a system-metrics monitor when it
+    forks: rank 0 runs the only one, for `fit`). EarlyStopping ran in the ranks, not in the copy
+    autolog reads after `fit`, so rank 0 logs its outcome under autolog's names."""
 
     def __init__(self) -> None:
         self.run_id: str | None = None
         self.joined = False
+        autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL = InlineExecutor()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.is_global_zero and mlflow.active_run() is None and self.run_id:
-            # Autolog's client logs through the kernel's thread pool, whose threads a fork does
-            # not copy: a wait on it would never end (`on_test_end` hung). A pool of our own.
-            autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL = ThreadPoolExecutor(2)
-            mlflow.start_run(run_id=self.run_id, log_system_metrics=False)
+            mlflow.start_run(run_id=self.run_id, log_system_metrics=stage == "fit")
             self.joined = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stopper = trainer.early_stopping_callback
         if self.joined and stopper is not None and stopper.stopped_epoch:
             restored = stopper.stopped_epoch - max(1, stopper.patience)
-            mlflow.log_metrics(
-                {
-                    "stopped_epoch": stopper.stopped_epoch,
-                    "restored_epoch": restored,
-                    "best_score": float(stopper.best_score),
-                    "wait_count": stopper.wait_count,
-                }
-            )
+            outcome = {"stopped_epoch": stopper.stopped_epoch, "restored_epoch": restored}
+            best = {"best_score": float(stopper.best_score), "wait_count": stopper.wait_count}
+            mlflow.log_metrics(outcome | best)
 
 
 class EpochSummary(pl.Callback):

@@ -112,9 +112,8 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def cuda_capability() -> tuple[int, int] | None:
-    """The first GPU's compute capability, None without one. Read through NVML (`nvidia-ml-py`):
-    asking torch initialises CUDA in this process, and a notebook kernel with CUDA initialised
-    cannot fork DDP ranks ("Cannot re-initialize CUDA in forked subprocess")."""
+    """The first GPU's compute capability, None without one, from NVML (`nvidia-ml-py`): asking
+    torch initialises CUDA, and a kernel with CUDA initialised cannot fork DDP ranks."""
     try:
         import pynvml
     except ImportError:  # not pinned there: torch's answer, fine where nothing forks

@@ -189,9 +189,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar-length clauses: shuffle, sort by length within pools of
     `pool_batches` batches, batch, shuffle the batches. The shuffles depend only on `seed + epoch`
     (Lightning calls `set_epoch`): a resumed run sees the same batches as an uninterrupted one.
-    Under DDP each of `world_size` ranks takes its share of every one of those global batches, so
-    all ranks step equally often (the all-reduce of each step needs them all); a global batch
-    smaller than `world_size` (at most the last one) is left out then."""
+    Under DDP each rank takes its share of every one of those batches, so all step equally often
+    (each step's all-reduce needs them all); a batch smaller than `world_size` is left out."""
 
     def __init__(
         self,
@@ -231,9 +230,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
 class LengthSortedBatchSampler(Sampler[list[int]]):
     """Length-sorted batches for evaluation, so short clauses are not padded to a long one's length;
-    `order` holds the rows in the order they come out, for `restore_order`. Under DDP rank `rank`
-    takes every `world_size`-th batch: each clause is scored once, on one rank, and the metrics
-    gather them all (ranks may run one batch more or less: evaluation steps need no all-reduce)."""
+    `order` holds the rows in the order they come out, for `restore_order`. Under DDP each rank
+    takes every `world_size`-th batch: each clause is scored once, the metrics gather them all."""
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1

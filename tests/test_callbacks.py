@@ -4,6 +4,7 @@ keeps DDP ranks forked from a notebook in the notebook's MLflow run."""
 from __future__ import annotations
 
 import random
+import threading
 from types import SimpleNamespace
 
 import mlflow
@@ -52,7 +53,7 @@ def fake_trainer(rank: int, stopped_epoch: int = 0) -> SimpleNamespace:
     return SimpleNamespace(is_global_zero=rank == 0, early_stopping_callback=stopper)
 
 
-def test_rank_zero_of_a_forked_process_joins_the_run_without_a_second_monitor(
+def test_rank_zero_of_a_forked_process_joins_the_run_and_runs_the_one_monitor(
     tracking_store, monkeypatch
 ):
     with mlflow.start_run(run_name="ddp parent") as run:
@@ -65,8 +66,20 @@ def test_rank_zero_of_a_forked_process_joins_the_run_without_a_second_monitor(
     callback.run_id = run.info.run_id
     callback.setup(fake_trainer(rank=1), None, "fit")
     assert joined == [] and not callback.joined  # the other ranks log nothing
-    callback.setup(fake_trainer(rank=0), None, "fit")
-    assert joined == [{"run_id": run.info.run_id, "log_system_metrics": False}]
+    callback.setup(fake_trainer(rank=0), None, "fit")  # the one monitor: the kernel runs none
+    callback.setup(fake_trainer(rank=0), None, "test")  # a second would repeat its steps
+    assert joined == [
+        {"run_id": run.info.run_id, "log_system_metrics": True},
+        {"run_id": run.info.run_id, "log_system_metrics": False},
+    ]
+
+
+def test_autolog_logs_without_threads_a_fork_could_catch_in_sqlite():
+    from mlflow.utils.autologging_utils import client as autologging_client
+
+    RankZeroRun()
+    pool = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
+    assert pool.submit(threading.get_ident).result() == threading.get_ident()
 
 
 def test_rank_zero_logs_where_early_stopping_stopped(tracking_store):

@@ -2,13 +2,13 @@
 
 DDP forks its ranks from the notebook's kernel. What must hold: one MLflow run, FINISHED, with a
 checkpoint for every epoch and no (metric, step) pair logged twice (system metrics included), no
-stray run, a checkpoint that loads, and, with dropout off, the weights of a one-device run at the
-same global batch (the ranks split each batch; the all-reduce averages their gradients).
+stray run, a checkpoint that loads, with dropout off the weights of a one-device run at the same
+global batch (the ranks split each batch; the all-reduce averages their gradients), and a run
+killed mid-training that resumes on its two devices in the same run.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +18,7 @@ import pytest
 
 from custom_module.checkpoints import logged_epochs
 from custom_module.module import TransformerModule
-from custom_module.train import train
+from custom_module.train import kill_tree, resume, train, train_then_kill
 
 EXPERIMENT = "tests-ddp"
 NO_DROPOUT = {"encoder_dropout": 0.0}
@@ -38,9 +38,14 @@ def ddp_run_id(tracking_store, tmp_path_factory) -> str:
     command = [sys.executable, "-m", "custom_module.train", "--preset", "smoke", "--devices", "2"]
     command += ["--experiment-name", EXPERIMENT, "--output", str(output)]
     command += ["--config-overrides", repr(NO_DROPOUT)]
-    done = subprocess.run(command, capture_output=True, text=True, env=os.environ, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.split("run_id: ")[1].split()[0]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        kill_tree(process)  # the kernel and its ranks with it: a hang leaves nothing running
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout.split("run_id: ")[1].split()[0]
 
 
 def experiment_runs() -> list:
@@ -98,3 +103,31 @@ def test_weights_match_one_device_at_the_same_global_batch(ddp_run_id, tmp_path)
     scores = [[m.value for m in history(run, "Val_F1_Score")] for run in (ddp_run_id, one_device)]
     print(f"Val_F1_Score per epoch, 2 ranks and 1 device: {scores}")
     assert max(abs(a - b) for a, b in zip(*scores, strict=True)) <= F1_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def crashed_ddp_run_id(tracking_store, tmp_path_factory) -> str:
+    """A two-rank smoke run SIGKILLed (kernel and ranks) once epoch 0's checkpoint is logged."""
+    output = tmp_path_factory.mktemp("ddp-crash") / "02.ipynb"
+    parameters = {"preset_name": "smoke", "devices": 2, "config_overrides": repr(NO_DROPOUT)}
+    return train_then_kill("tests-ddp-resume", output, **parameters)
+
+
+@pytest.mark.notebook
+def test_a_killed_ddp_run_resumes_on_its_devices_in_the_same_run(crashed_ddp_run_id, ddp_run_id):
+    assert logged_epochs(crashed_ddp_run_id) == [0]
+    assert resume(crashed_ddp_run_id) == crashed_ddp_run_id
+    run = mlflow.get_run(crashed_ddp_run_id)
+    assert (run.info.status, run.data.params["config.devices"]) == ("FINISHED", "2")
+    client = mlflow.MlflowClient()
+    for name in run.data.metrics:  # every epoch once, system metrics included
+        steps = Counter(m.step for m in client.get_metric_history(crashed_ddp_run_id, name))
+        assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
+    assert logged_epochs(crashed_ddp_run_id) == logged_epochs(ddp_run_id)
+
+    # Dropout off: the uninterrupted two-rank run's scores, epoch by epoch.
+    def scores(run_id: str) -> list[float]:
+        history = sorted(client.get_metric_history(run_id, "Val_F1_Score"), key=lambda m: m.step)
+        return [m.value for m in history]
+
+    assert scores(crashed_ddp_run_id) == pytest.approx(scores(ddp_run_id), abs=F1_TOLERANCE)

@@ -48,6 +48,14 @@ def ddp_run_id(tracking_store, tmp_path_factory) -> str:
     return stdout.split("run_id: ")[1].split()[0]
 
 
+def assert_each_step_logged_once(run_id: str) -> None:
+    """No (metric, step) pair twice, system metrics included: one monitor, one logger."""
+    client = mlflow.MlflowClient()
+    for name in mlflow.get_run(run_id).data.metrics:
+        steps = Counter(m.step for m in client.get_metric_history(run_id, name))
+        assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
+
+
 def experiment_runs() -> list:
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     return mlflow.search_runs([experiment.experiment_id], output_format="list")
@@ -66,12 +74,8 @@ def test_two_devices_leave_one_finished_run_with_every_epochs_checkpoint(ddp_run
 
 @pytest.mark.notebook
 def test_no_metric_is_logged_twice_for_a_step(ddp_run_id):
-    client = mlflow.MlflowClient()
-    names = mlflow.get_run(ddp_run_id).data.metrics
-    assert any(name.startswith("system/") for name in names)
-    for name in names:
-        steps = Counter(m.step for m in client.get_metric_history(ddp_run_id, name))
-        assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
+    assert any(name.startswith("system/") for name in mlflow.get_run(ddp_run_id).data.metrics)
+    assert_each_step_logged_once(ddp_run_id)
 
 
 @pytest.mark.notebook
@@ -120,9 +124,7 @@ def test_a_killed_ddp_run_resumes_on_its_devices_in_the_same_run(crashed_ddp_run
     run = mlflow.get_run(crashed_ddp_run_id)
     assert (run.info.status, run.data.params["config.devices"]) == ("FINISHED", "2")
     client = mlflow.MlflowClient()
-    for name in run.data.metrics:  # every epoch once, system metrics included
-        steps = Counter(m.step for m in client.get_metric_history(crashed_ddp_run_id, name))
-        assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
+    assert_each_step_logged_once(crashed_ddp_run_id)  # every epoch once, though run twice
     assert logged_epochs(crashed_ddp_run_id) == logged_epochs(ddp_run_id)
 
     # Dropout off: the uninterrupted two-rank run's scores, epoch by epoch.

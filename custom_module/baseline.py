@@ -1,8 +1,6 @@
 """TF-IDF + linear SVM baseline for binary UNFAIR-ToS, next to a LoRA run's `Test_*` metrics
 (notebook 02): the LoRA model is only worth its cost if it beats this by a clear margin."""
 
-from __future__ import annotations
-
 import numpy as np
 import pandas as pd
 from mlflow.entities import Run

@@ -1,8 +1,6 @@
 """Per-epoch checkpoints of a run (autolog's `checkpoints/epoch_N/checkpoint.pth`, N from 0). A
 wrong run id, a missing epoch or a run without checkpoints raises an error saying what exists."""
 
-from __future__ import annotations
-
 import mlflow
 
 from custom_module.config import MONITOR

@@ -2,8 +2,6 @@
 Padded per batch and bucketed by length: on CPU about 3x faster than padding every clause to
 `max_length` (`benchmarks/padding.py` measures it)."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass

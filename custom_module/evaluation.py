@@ -2,8 +2,6 @@
 which notebook 03 chooses on the best epoch's validation predictions. `log_evaluation` stores it
 as the tag `decision_threshold`, where notebook 04 reads it back (`logged_report`)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt

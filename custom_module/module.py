@@ -7,7 +7,6 @@ or every weight training), as a LightningModule. The head reads the mean of the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -22,9 +21,7 @@ from transformers import (
 )
 
 from custom_module.config import METHODS, TrainConfig, resolve_model_path
-
-if TYPE_CHECKING:
-    from custom_module.data import LexGlueDataModule
+from custom_module.data import LexGlueDataModule
 
 STAGE_PREFIX = {"fit": "Train_", "validate": "Val_", "test": "Test_"}
 

@@ -6,8 +6,6 @@
 Each parameter goes to every notebook whose `parameters` cell declares it; one that none of them
 declares is refused before anything runs. Later notebooks find the run that earlier ones logged."""
 
-from __future__ import annotations
-
 import argparse
 import ast
 import re

@@ -2,8 +2,6 @@
 PyTorch's answers, faster. `runtime="onnx-int8"`: that graph quantized dynamically, so a clause's
 probability moves slightly with the clauses batched with it (docs/serving.md measures both)."""
 
-from __future__ import annotations
-
 import tempfile
 import warnings
 from pathlib import Path

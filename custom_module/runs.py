@@ -1,8 +1,6 @@
 """Reading runs back from MLflow: per-epoch metrics, system metrics, what was logged, and the
 child runs of a sweep side by side (notebook 05), found by the tag MLflow links them with."""
 
-from __future__ import annotations
-
 import tempfile
 
 import mlflow

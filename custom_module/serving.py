@@ -2,8 +2,6 @@
 the champion rule, and a local REST server. The notebook logs the artifacts with
 `pyfunc_model.py` (models from code), which cannot import this package."""
 
-from __future__ import annotations
-
 import json
 import os
 import signal
@@ -132,11 +130,10 @@ def should_promote(run_id: str, registered_name: str) -> tuple[bool, str]:
     challenger_full = run_config(run_id).sample_size is None
     champion_full = run_config(champion.run_id).sample_size is None
     if challenger_full != champion_full:
-        return challenger_full, (
-            "the new model was trained on all the data and the champion on a sample"
-            if challenger_full
-            else "the new model was trained on a sample and the champion on all the data"
+        ours, theirs = (
+            ("all the data", "a sample") if challenger_full else ("a sample", "all the data")
         )
+        return challenger_full, f"the new model was trained on {ours} and the champion on {theirs}"
     new = logged_report(run_id)["validation"]["f1"]
     old = logged_report(champion.run_id).get("validation", {}).get("f1")
     if old is None:  # evaluated before reports held validation scores

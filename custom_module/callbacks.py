@@ -1,8 +1,7 @@
 """Lightning callbacks for the training notebook's `Trainer`: `RandomStateCallback` makes a resumed
 run draw the same random numbers as an uninterrupted one; `EpochSummary` prints a line per epoch;
-`RankZeroRun` keeps DDP ranks forked from a notebook in the notebook's MLflow run."""
-
-from __future__ import annotations
+`RankZeroRun` keeps DDP ranks in the notebook's MLflow run; `TorchrunDDPStrategy` is DDP in the
+ranks torchrun started."""
 
 import random
 import time
@@ -15,6 +14,8 @@ import torch
 from IPython import get_ipython
 from IPython.display import display
 from mlflow.utils.autologging_utils import client as autologging_client
+from pytorch_lightning.plugins.environments import TorchElasticEnvironment
+from pytorch_lightning.strategies import DDPStrategy
 
 SUMMARY_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score")
 
@@ -54,19 +55,23 @@ class InlineExecutor(Executor):
 
 
 class RankZeroRun(pl.Callback):
-    """Keeps rank 0 of DDP processes forked from a notebook kernel (`devices > 1`) in the
-    kernel's MLflow run: since MLflow 2.18 a forked process does not inherit the active run, and
-    autolog's checkpoints and `mlflow.log_metrics` there would each start a new one, left RUNNING.
-    The notebook sets `run_id` once its run has started (without a system-metrics monitor when it
-    forks: rank 0 runs the only one, for `fit`). EarlyStopping ran in the ranks, not in the copy
-    autolog reads after `fit`, so rank 0 logs its outcome under autolog's names."""
+    """Keeps rank 0 of DDP processes forked from a notebook kernel (`forks`) in the kernel's
+    MLflow run: since MLflow 2.18 a forked process does not inherit the active run, and autolog's
+    checkpoints and `mlflow.log_metrics` there would each start one, left RUNNING. The notebook
+    sets `run_id` once its run started (with no system-metrics monitor when it forks: rank 0 runs
+    the only one, in `fit`; autolog's client then logs without threads). EarlyStopping ran in the
+    ranks, not in the copy autolog reads after `fit`: rank 0 logs its outcome under autolog's
+    names. Under torchrun rank 0 is the notebook that started the run: every rank gets its id in
+    `setup`, and waits at the end of each stage until rank 0 has logged (the ranks read it next)."""
 
-    def __init__(self) -> None:
+    def __init__(self, forks: bool = False) -> None:
         self.run_id: str | None = None
         self.joined = False
-        autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL = InlineExecutor()
+        if forks:  # before the fork, in the kernel: the ranks inherit its autolog client module
+            autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL = InlineExecutor()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.run_id = trainer.strategy.broadcast(self.run_id)  # rank 0's, on every rank
         if trainer.is_global_zero and mlflow.active_run() is None and self.run_id:
             mlflow.start_run(run_id=self.run_id, log_system_metrics=stage == "fit")
             self.joined = True
@@ -78,6 +83,20 @@ class RankZeroRun(pl.Callback):
             outcome = {"stopped_epoch": stopper.stopped_epoch, "restored_epoch": restored}
             best = {"best_score": float(stopper.best_score), "wait_count": stopper.wait_count}
             mlflow.log_metrics(outcome | best)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        trainer.strategy.barrier()  # after autolog's `on_train_end`/`on_test_end` logging
+
+
+class TorchrunDDPStrategy(DDPStrategy):
+    """DDP in the ranks torchrun started, each executing the notebook: nothing to launch, so
+    Lightning allows it in a kernel (not `ddp`, whose launcher would start the script again)."""
+
+    def __init__(self, **kwargs) -> None:  # torchrun's ranks, even inside a SLURM job
+        super().__init__(cluster_environment=TorchElasticEnvironment(), **kwargs)
+
+    def _configure_launcher(self) -> None:
+        self._launcher = None
 
 
 class EpochSummary(pl.Callback):

@@ -5,10 +5,9 @@
 
 Each option is a parameter of the notebook's `parameters` cell: `--sample-size 256`."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -104,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, dict]:
         parser.add_argument(*flags, dest=name, type=parse_value, help=described)
     args = vars(parser.parse_args(argv))
     output = args.pop("output")
+    if int(os.environ.get("RANK", 0)):  # torchrun: every rank executes a copy of the notebook
+        output = output.with_name(f"rank{os.environ['RANK']}_{output.name}")
     return output, {name: value for name, value in args.items() if value is not None}
 
 

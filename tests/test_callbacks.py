@@ -1,5 +1,5 @@
-"""`RandomStateCallback` with CUDA (simulated: no GPU needed) and `RankZeroRun`, the callback that
-keeps DDP ranks forked from a notebook in the notebook's MLflow run."""
+"""`RandomStateCallback` with CUDA (simulated: no GPU needed), `RankZeroRun`, the callback that
+keeps DDP ranks in the notebook's MLflow run, and `TorchrunDDPStrategy`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from types import SimpleNamespace
 import mlflow
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.trainer.connectors import accelerator_connector
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from custom_module.callbacks import RandomStateCallback, RankZeroRun
+from custom_module.callbacks import RandomStateCallback, RankZeroRun, TorchrunDDPStrategy
 
 
 def test_cuda_random_states_are_saved_and_restored(monkeypatch):
@@ -46,11 +50,17 @@ def test_a_cpu_checkpoint_resumes_anywhere_and_old_ones_still_load(monkeypatch):
         )
 
 
-def fake_trainer(rank: int, stopped_epoch: int = 0) -> SimpleNamespace:
+def fake_trainer(rank: int, stopped_epoch: int = 0, rank_zero_run_id=None) -> SimpleNamespace:
+    """A trainer on `rank`; its strategy's broadcast hands out rank 0's `rank_zero_run_id` (by
+    default what the caller passes, as on one device or in forked ranks)."""
     stopper = SimpleNamespace(
         stopped_epoch=stopped_epoch, patience=1, best_score=torch.tensor(0.75), wait_count=1
     )
-    return SimpleNamespace(is_global_zero=rank == 0, early_stopping_callback=stopper)
+    broadcast = (lambda value: value) if rank_zero_run_id is None else lambda _: rank_zero_run_id
+    strategy = SimpleNamespace(broadcast=broadcast, barrier=lambda: None)
+    return SimpleNamespace(
+        is_global_zero=rank == 0, early_stopping_callback=stopper, strategy=strategy
+    )
 
 
 def test_rank_zero_of_a_forked_process_joins_the_run_and_runs_the_one_monitor(
@@ -74,12 +84,17 @@ def test_rank_zero_of_a_forked_process_joins_the_run_and_runs_the_one_monitor(
     ]
 
 
-def test_autolog_logs_without_threads_a_fork_could_catch_in_sqlite():
+def test_autolog_logs_without_threads_a_fork_could_catch_in_sqlite(monkeypatch):
+    """Only when the kernel forks ranks: otherwise autolog keeps its pool."""
     from mlflow.utils.autologging_utils import client as autologging_client
 
-    RankZeroRun()
     pool = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
-    assert pool.submit(threading.get_ident).result() == threading.get_ident()
+    monkeypatch.setattr(autologging_client, "_AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL", pool)
+    RankZeroRun()
+    assert autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL is pool
+    RankZeroRun(forks=True)
+    inline = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
+    assert inline.submit(threading.get_ident).result() == threading.get_ident()
 
 
 def test_rank_zero_logs_where_early_stopping_stopped(tracking_store):
@@ -102,3 +117,42 @@ def test_with_one_device_it_does_nothing(tracking_store):
         callback.on_fit_end(fake_trainer(rank=0, stopped_epoch=4), None)  # autolog logs it
     assert not callback.joined
     assert mlflow.get_run(run.info.run_id).data.metrics == {}
+
+
+def test_under_torchrun_every_rank_gets_rank_zeros_run_id(tracking_store):
+    """Under torchrun rank 0 is the notebook that started the run (nothing to join); the other
+    ranks' notebooks started none, and learn its id in `setup` to read the run after `fit`."""
+    with mlflow.start_run(run_name="torchrun rank 0") as run:
+        rank_zero = RankZeroRun()
+        rank_zero.run_id = run.info.run_id
+        rank_zero.setup(fake_trainer(rank=0), None, "fit")
+    other = RankZeroRun()  # run_id None: rank 1's notebook has no run
+    other.setup(fake_trainer(rank=1, rank_zero_run_id=run.info.run_id), None, "fit")
+    assert (other.run_id, other.joined, rank_zero.joined) == (run.info.run_id, False, False)
+
+
+TORCHRUN_RANK_0_OF_1 = {
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "GROUP_RANK": "0",
+    "WORLD_SIZE": "1",
+    "LOCAL_WORLD_SIZE": "1",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29500",
+}
+
+
+def test_torchrun_ddp_is_allowed_in_a_kernel_where_ddp_is_refused(monkeypatch):
+    """Lightning refuses `ddp` in a kernel (its launcher would start the script again); with the
+    ranks torchrun started there is nothing to launch. The ranks are torchrun's, even in a SLURM
+    job (where Lightning would otherwise read SLURM's)."""
+    for name, value in TORCHRUN_RANK_0_OF_1.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(accelerator_connector, "_IS_INTERACTIVE", True)
+    with pytest.raises(MisconfigurationException, match="interactive"):
+        pl.Trainer(accelerator="cpu", devices=1, strategy=DDPStrategy(), logger=False)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "job")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, strategy=TorchrunDDPStrategy(), logger=False)
+    assert trainer.strategy.launcher is None
+    assert type(trainer.strategy.cluster_environment).__name__ == "TorchElasticEnvironment"

@@ -3,21 +3,26 @@
 DDP forks its ranks from the notebook's kernel. What must hold: one MLflow run, FINISHED, with a
 checkpoint for every epoch and no (metric, step) pair logged twice (system metrics included), no
 stray run, a checkpoint that loads, with dropout off the weights of a one-device run at the same
-global batch (the ranks split each batch; the all-reduce averages their gradients), and a run
-killed mid-training that resumes on its two devices in the same run.
+global batch (the ranks split each batch; the all-reduce averages their gradients), a run
+killed mid-training that resumes on its two devices in the same run, and the same two ranks
+started by `torchrun` as two nodes on 127.0.0.1, logging to a real `mlflow server`.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 
 import mlflow
 import pytest
+from mlflow_screenshots import stop_ui, wait_until_up
 
 from custom_module.checkpoints import logged_epochs
 from custom_module.module import TransformerModule
+from custom_module.serving import free_port
 from custom_module.train import kill_tree, resume, train, train_then_kill
 
 EXPERIMENT = "tests-ddp"
@@ -54,6 +59,12 @@ def assert_each_step_logged_once(run_id: str) -> None:
     for name in mlflow.get_run(run_id).data.metrics:
         steps = Counter(m.step for m in client.get_metric_history(run_id, name))
         assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
+
+
+def val_f1_scores(run_id: str, tracking_uri: str | None = None) -> list[float]:
+    """Validation F1 per epoch, in epoch order (from `tracking_uri`, else the current store)."""
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(run_id, "Val_F1_Score")
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
 def experiment_runs() -> list:
@@ -123,13 +134,90 @@ def test_a_killed_ddp_run_resumes_on_its_devices_in_the_same_run(crashed_ddp_run
     assert resume(crashed_ddp_run_id) == crashed_ddp_run_id
     run = mlflow.get_run(crashed_ddp_run_id)
     assert (run.info.status, run.data.params["config.devices"]) == ("FINISHED", "2")
-    client = mlflow.MlflowClient()
     assert_each_step_logged_once(crashed_ddp_run_id)  # every epoch once, though run twice
     assert logged_epochs(crashed_ddp_run_id) == logged_epochs(ddp_run_id)
 
     # Dropout off: the uninterrupted two-rank run's scores, epoch by epoch.
-    def scores(run_id: str) -> list[float]:
-        history = sorted(client.get_metric_history(run_id, "Val_F1_Score"), key=lambda m: m.step)
-        return [m.value for m in history]
+    expected = val_f1_scores(ddp_run_id)
+    assert val_f1_scores(crashed_ddp_run_id) == pytest.approx(expected, abs=F1_TOLERANCE)
 
-    assert scores(crashed_ddp_run_id) == pytest.approx(scores(ddp_run_id), abs=F1_TOLERANCE)
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 (a store and artifact folder of its own, no job runner), in
+    its own process group; stopped by its pid, with a check that nothing it started lives on."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--workers", "1"]
+    command += ["--artifacts-destination", str(folder / "artifacts")]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with (folder / "server.log").open("w+b") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            wait_until_up(server, f"http://127.0.0.1:{port}", log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_ui(server)
+
+
+@pytest.fixture(scope="module")
+def torchrun_run_id(tracking_server, tmp_path_factory) -> Iterator[str]:
+    """Notebook 02 under torchrun: two nodes of one rank each on 127.0.0.1 (each a CLI, so each a
+    kernel executing the notebook), both given the same `--output`, logging to the server."""
+    output = tmp_path_factory.mktemp("torchrun") / "02_peft_training.ipynb"
+    master_port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server, "OMP_NUM_THREADS": "1"}
+    nodes = []
+    for node_rank in (0, 1):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+        command += ["--nproc-per-node", "1", "--node-rank", str(node_rank)]
+        command += ["--master-addr", "127.0.0.1", "--master-port", str(master_port)]
+        command += ["-m", "custom_module.train", "--preset", "smoke", "--output", str(output)]
+        command += ["--experiment-name", EXPERIMENT, "--config-overrides", repr(NO_DROPOUT)]
+        nodes.append(
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
+    try:
+        finished = [node.communicate(timeout=900) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                kill_tree(node)  # a hang leaves no kernel behind
+    for node, (_, stderr) in zip(nodes, finished, strict=True):
+        assert node.returncode == 0, stderr[-3000:]
+    run_ids = [stdout.split("run_id: ")[1].split()[0] for stdout, _ in finished]
+    assert run_ids[0] == run_ids[1]  # rank 1 read its results from rank 0's run
+    assert (output.parent / f"rank1_{output.name}").is_file()  # each rank its own copy
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_server)  # MLFLOW_TRACKING_URI too, until the module ends
+    try:
+        yield run_ids[0]
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.notebook
+def test_torchrun_nodes_log_one_run_to_a_tracking_server(
+    ddp_run_id, tracking_store, torchrun_run_id
+):
+    """Rank 0 alone starts the run, autologs and logs: one run, FINISHED, every epoch's
+    checkpoint, each (metric, step) once; the same two ranks' scores as the forked DDP run."""
+    runs = experiment_runs()
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(torchrun_run_id, "FINISHED")]
+    scores = val_f1_scores(torchrun_run_id)
+    assert logged_epochs(torchrun_run_id) == list(range(len(scores)))
+    run = mlflow.get_run(torchrun_run_id)
+    assert {"Test_F1_Score", "train_seconds", "system/cpu_utilization_percentage"} <= set(
+        run.data.metrics
+    )
+    assert_each_step_logged_once(torchrun_run_id)
+    best = int(run.data.tags["best_epoch"])
+    mlflow.pytorch.load_checkpoint(TransformerModule, torchrun_run_id, epoch=best)
+    forked = val_f1_scores(ddp_run_id, tracking_store)  # trained first: fixtures go in order
+    print(f"Val_F1_Score per epoch, torchrun and forked ranks: {scores}, {forked}")
+    assert scores == pytest.approx(forked, abs=F1_TOLERANCE)

@@ -14,7 +14,6 @@ import torch
 from IPython import get_ipython
 from IPython.display import display
 from mlflow.utils.autologging_utils import client as autologging_client
-from pytorch_lightning.plugins.environments import TorchElasticEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
 SUMMARY_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score")
@@ -23,8 +22,7 @@ SUMMARY_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score")
 class RandomStateCallback(pl.Callback):
     """Puts the torch (CPU and every CUDA device), numpy and Python random states into every
     checkpoint and restores them on resume, so dropout after a crash draws the same masks as an
-    uninterrupted run. They are stored as tensors and tuples: torch's weights-only unpickler
-    (`load_checkpoint`) refuses numpy arrays. CUDA states are restored where there is CUDA."""
+    uninterrupted run. As tensors and tuples: `load_checkpoint`'s unpickler refuses numpy arrays."""
 
     def state_dict(self) -> dict:
         algorithm, keys, *rest = np.random.get_state()  # rest: position, has_gauss, cached_gaussian
@@ -61,8 +59,8 @@ class RankZeroRun(pl.Callback):
     sets `run_id` once its run started (with no system-metrics monitor when it forks: rank 0 runs
     the only one, in `fit`; autolog's client then logs without threads). EarlyStopping ran in the
     ranks, not in the copy autolog reads after `fit`: rank 0 logs its outcome under autolog's
-    names. Under torchrun rank 0 is the notebook that started the run: every rank gets its id in
-    `setup`, and waits at the end of each stage until rank 0 has logged (the ranks read it next)."""
+    names. Under torchrun, rank 0's notebook started the run: every rank gets its id in `setup`,
+    and waits at each stage's end for autolog's last metrics and checkpoint on rank 0."""
 
     def __init__(self, forks: bool = False) -> None:
         self.run_id: str | None = None
@@ -92,18 +90,18 @@ class TorchrunDDPStrategy(DDPStrategy):
     """DDP in the ranks torchrun started, each executing the notebook: nothing to launch, so
     Lightning allows it in a kernel (not `ddp`, whose launcher would start the script again)."""
 
-    def __init__(self, **kwargs) -> None:  # torchrun's ranks, even inside a SLURM job
-        super().__init__(cluster_environment=TorchElasticEnvironment(), **kwargs)
+    def setup_environment(self) -> None:  # no launcher, so Lightning would not check the layout
+        self.cluster_environment.validate_settings(len(self.parallel_devices), self.num_nodes)
+        super().setup_environment()
 
     def _configure_launcher(self) -> None:
         self._launcher = None
 
 
 class EpochSummary(pl.Callback):
-    """One printed line per epoch (`epoch 0: Train_Loss 0.311 | Val_Loss 0.172 | ...`), not a
-    progress bar that papermill and nbval would store as hundreds of redrawn lines. In IPython, a
-    display under it counts the running epoch's steps (updated at most every `refresh_seconds`)
-    and is emptied at the epoch's end, so executed notebooks keep one line per epoch."""
+    """One printed line per epoch (`epoch 0: Train_Loss 0.311 | ...`), not a progress bar that
+    papermill would store as hundreds of redrawn lines. In IPython a display under it counts the
+    running epoch's steps (at most every `refresh_seconds`), emptied at the epoch's end."""
 
     def __init__(self, refresh_seconds: float = 1.0) -> None:
         self.refresh_seconds = refresh_seconds
@@ -111,8 +109,7 @@ class EpochSummary(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started = self.shown_at = time.perf_counter()
-        # display() returns a handle to update in IPython only, and in the kernel's own process:
-        # DDP ranks forked from it print their lines on rank 0 alone.
+        # A display to update exists in the kernel's own process only: DDP ranks just print.
         if in_ipython() and trainer.world_size == 1:
             start = {"text/plain": f"epoch {trainer.current_epoch}: starting"}
             self.progress = display(start, raw=True, display_id=True)

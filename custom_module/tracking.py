@@ -163,8 +163,7 @@ def configure_tracking(experiment_name: str | None = None, uri: str | None = Non
     """Point MLflow at the tutorial's store; create the experiment if new. Returns the name to pass
     to `mlflow.set_experiment` (see `experiment_path`). A sqlite store's artifacts go beside it, in
     `mlartifacts` (else MLflow puts them under the *current* folder); a server picks its own."""
-    # DDP ranks forked from a notebook reuse its store: pooled sqlite connections must not cross
-    # a fork, so every call opens its own (sqlite opens are cheap).
+    # Forked DDP ranks reuse the store: no pooled sqlite connection may cross a fork
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     mlflow.set_tracking_uri(tracking_uri(uri))
     if not experiment_name:
@@ -176,7 +175,11 @@ def configure_tracking(experiment_name: str | None = None, uri: str | None = Non
         if store.startswith(SQLITE_PREFIX):
             database = Path(store.removeprefix(SQLITE_PREFIX)).resolve()
             location = (database.parent / "mlartifacts").as_uri()
-        mlflow.create_experiment(experiment_name, artifact_location=location)
+        try:
+            mlflow.create_experiment(experiment_name, artifact_location=location)
+        except mlflow.exceptions.MlflowException as error:  # torchrun: another rank was first
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     return experiment_name
 
 

@@ -132,6 +132,7 @@ def test_under_torchrun_every_rank_gets_rank_zeros_run_id(tracking_store):
 
 
 TORCHRUN_RANK_0_OF_1 = {
+    "TORCHELASTIC_RUN_ID": "test",
     "RANK": "0",
     "LOCAL_RANK": "0",
     "GROUP_RANK": "0",
@@ -144,15 +145,21 @@ TORCHRUN_RANK_0_OF_1 = {
 
 def test_torchrun_ddp_is_allowed_in_a_kernel_where_ddp_is_refused(monkeypatch):
     """Lightning refuses `ddp` in a kernel (its launcher would start the script again); with the
-    ranks torchrun started there is nothing to launch. The ranks are torchrun's, even in a SLURM
-    job (where Lightning would otherwise read SLURM's)."""
+    ranks torchrun started there is nothing to launch, and the ranks are torchrun's."""
     for name, value in TORCHRUN_RANK_0_OF_1.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(accelerator_connector, "_IS_INTERACTIVE", True)
     with pytest.raises(MisconfigurationException, match="interactive"):
         pl.Trainer(accelerator="cpu", devices=1, strategy=DDPStrategy(), logger=False)
-    monkeypatch.setenv("SLURM_NTASKS", "1")
-    monkeypatch.setenv("SLURM_JOB_NAME", "job")
     trainer = pl.Trainer(accelerator="cpu", devices=1, strategy=TorchrunDDPStrategy(), logger=False)
     assert trainer.strategy.launcher is None
     assert type(trainer.strategy.cluster_environment).__name__ == "TorchElasticEnvironment"
+
+
+def test_torchrun_ddp_refuses_devices_that_are_not_torchruns_ranks(monkeypatch):
+    """`--devices 1` with `torchrun --nproc-per-node 2`: a clear error before any rank waits."""
+    for name, value in {**TORCHRUN_RANK_0_OF_1, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, strategy=TorchrunDDPStrategy(), logger=False)
+    with pytest.raises(ValueError, match="does not match the world size"):
+        trainer.strategy.setup_environment()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -170,27 +171,30 @@ def torchrun_run_id(tracking_server, tmp_path_factory) -> Iterator[str]:
     output = tmp_path_factory.mktemp("torchrun") / "02_peft_training.ipynb"
     master_port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server, "OMP_NUM_THREADS": "1"}
-    nodes = []
+    nodes, logs = [], []
     for node_rank in (0, 1):
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
         command += ["--nproc-per-node", "1", "--node-rank", str(node_rank)]
         command += ["--master-addr", "127.0.0.1", "--master-port", str(master_port)]
         command += ["-m", "custom_module.train", "--preset", "smoke", "--output", str(output)]
         command += ["--experiment-name", EXPERIMENT, "--config-overrides", repr(NO_DROPOUT)]
-        nodes.append(
-            subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        logs.append(output.parent / f"node{node_rank}.log")  # a file: no pipe can fill and stall
+        with logs[-1].open("w") as log:
+            nodes.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
             )
-        )
+    deadline = time.monotonic() + 900
     try:
-        finished = [node.communicate(timeout=900) for node in nodes]
+        for node in nodes:
+            node.wait(timeout=max(1, deadline - time.monotonic()))
     finally:
         for node in nodes:
             if node.poll() is None:
                 kill_tree(node)  # a hang leaves no kernel behind
-    for node, (_, stderr) in zip(nodes, finished, strict=True):
-        assert node.returncode == 0, stderr[-3000:]
-    run_ids = [stdout.split("run_id: ")[1].split()[0] for stdout, _ in finished]
+    printed = [log.read_text() for log in logs]
+    for node, text in zip(nodes, printed, strict=True):
+        assert node.returncode == 0, text[-3000:]
+    run_ids = [text.split("run_id: ")[1].split()[0] for text in printed]
     assert run_ids[0] == run_ids[1]  # rank 1 read its results from rank 0's run
     assert (output.parent / f"rank1_{output.name}").is_file()  # each rank its own copy
     previous = mlflow.get_tracking_uri()

@@ -9,7 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
 from custom_module.config import TrainConfig
-from custom_module.data import balanced_sample, load_unfair_tos, to_targets
+from custom_module.data import load_unfair_tos, sample_rows, to_targets
 from custom_module.evaluation import TEST_METRICS, binary_scores
 from custom_module.tracking import run_config
 
@@ -18,26 +18,24 @@ LORA = "LoRA run"
 
 
 def split_texts_and_targets(
-    dataset, split: str, sample_size: int | None, seed: int
+    dataset, split: str, config: TrainConfig
 ) -> tuple[list[str], np.ndarray]:
-    """A split's clauses and unfair-or-not targets; with `sample_size`, `LexGlueDataModule`'s
-    balanced sample, so that a sampled LoRA run meets the baseline on equal terms."""
+    """A split's clauses and unfair-or-not targets, the rows a LoRA run with `config` uses
+    (`data.sample_rows`), so that the two models meet on equal terms."""
     texts = list(dataset[split]["text"])
     targets = to_targets(list(dataset[split]["labels"]), "binary")
-    if sample_size is not None:
-        keep = balanced_sample(targets, sample_size, seed)
-        texts, targets = [texts[i] for i in keep], targets[keep]
-    return texts, targets.ravel()
+    keep = sample_rows(split, targets, config)
+    return [texts[i] for i in keep], targets[keep].ravel()
 
 
-def baseline_test_metrics(
-    data_path: str | None = None, sample_size: int | None = None, seed: int = TrainConfig.seed
-) -> dict:
-    """Fit TF-IDF (word 1-2 grams) + LinearSVC on train; `binary_scores` on test, with the SVM's
-    decision function (its ranking of the clauses, unfair above 0) in place of a probability."""
-    dataset = load_unfair_tos(data_path)
-    train_texts, train_y = split_texts_and_targets(dataset, "train", sample_size, seed)
-    test_texts, test_y = split_texts_and_targets(dataset, "test", sample_size, seed)
+def baseline_test_metrics(config: TrainConfig | None = None) -> dict:
+    """Fit TF-IDF (word 1-2 grams) + LinearSVC on the training rows of `config` (its data, sample
+    and seed); `binary_scores` on its test rows, with the SVM's decision function (its ranking of
+    the clauses, unfair above 0) in place of a probability; every clause without `config`."""
+    config = config or TrainConfig()
+    dataset = load_unfair_tos(config.data_path)
+    train_texts, train_y = split_texts_and_targets(dataset, "train", config)
+    test_texts, test_y = split_texts_and_targets(dataset, "test", config)
     model = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
         LinearSVC(C=1.0, class_weight="balanced"),
@@ -48,10 +46,10 @@ def baseline_test_metrics(
 
 def comparison_table(run: Run, data_path: str | None = None) -> pd.DataFrame:
     """Test scores of the baseline and of a LoRA run (its best epoch, at 0.5), and the difference;
-    a run trained on a sample meets a baseline trained and tested on the same sample."""
+    a run trained on a sample meets a baseline trained on the same sample, on the same test rows."""
     config = run_config(run.info.run_id)
     lora = {key: run.data.metrics[f"Test_{name}"] for key, name in TEST_METRICS.items()}
-    baseline = baseline_test_metrics(data_path, config.sample_size, config.seed)
+    baseline = baseline_test_metrics(config.replace(data_path=data_path or config.data_path))
     table = pd.DataFrame({BASELINE: {key: baseline[key] for key in lora}, LORA: lora})
     table["LoRA - baseline"] = table[LORA] - table[BASELINE]
     return table.round(3)

@@ -53,13 +53,10 @@ class InlineExecutor(Executor):
 
 
 class RankZeroRun(pl.Callback):
-    """Keeps rank 0 of DDP processes forked from a notebook kernel (`forks`) in the kernel's
-    MLflow run: since MLflow 2.18 a forked process does not inherit the active run, and autolog's
-    checkpoints and `mlflow.log_metrics` there would each start one, left RUNNING. The notebook
-    sets `run_id` once its run started (with no system-metrics monitor when it forks: rank 0 runs
-    the only one, in `fit`; autolog's client then logs without threads). EarlyStopping ran in the
-    ranks, not in the copy autolog reads after `fit`: rank 0 logs its outcome under autolog's
-    names. Under torchrun, rank 0's notebook started the run: every rank gets its id in `setup`,
+    """Keeps rank 0 of DDP processes forked from a kernel (`forks`) in the kernel's MLflow run
+    (`run_id`, set by the notebook): since MLflow 2.18 a fork does not inherit the active run.
+    Rank 0 runs the one system-metrics monitor in `fit`, and logs EarlyStopping's outcome (the
+    ranks ran it, not autolog's copy). Under torchrun, every rank gets rank 0's run id in `setup`
     and waits at each stage's end for autolog's last metrics and checkpoint on rank 0."""
 
     def __init__(self, forks: bool = False) -> None:

@@ -152,15 +152,35 @@ def to_targets(label_lists: Sequence[Sequence[int]], task: str) -> np.ndarray:
     return multi_hot.max(axis=1, keepdims=True) if task == "binary" else multi_hot
 
 
-def balanced_sample(targets: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Indices of a seeded sample with (up to) half unfair and half fair clauses, in file order."""
+def seeded_sample(targets: np.ndarray, size: int, seed: int, balanced: bool) -> np.ndarray:
+    """Seeded sample indices in file order: up to half unfair if `balanced`, else stratified."""
     rng = np.random.default_rng(seed)
-    unfair = np.flatnonzero(targets.max(axis=1) > 0)
-    fair = np.flatnonzero(targets.max(axis=1) == 0)
-    n_unfair = min(len(unfair), size // 2)
+    is_unfair = targets.max(axis=1) > 0
+    unfair, fair = np.flatnonzero(is_unfair), np.flatnonzero(~is_unfair)
+    size = min(size, len(targets))
+    n_unfair = min(len(unfair), size // 2) if balanced else round(size * is_unfair.mean())
     n_fair = min(len(fair), size - n_unfair)
     picks = rng.choice(unfair, n_unfair, replace=False), rng.choice(fair, n_fair, replace=False)
     return np.sort(np.concatenate(picks))
+
+
+def sample_rows(split: str, targets: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """The rows of `split` a run with `config` uses: a balanced training sample (`sample_size`: it
+    learns faster from half unfair clauses), validation and test at their real share of unfair
+    clauses (stratified, or every row), so that scores read as on real text."""
+    sizes = {"train": config.sample_size, "validation": config.val_sample_size}
+    size = sizes.get(split, config.test_sample_size)
+    if size is None:
+        return np.arange(len(targets))
+    return seeded_sample(targets, size, config.seed, balanced=split == "train")
+
+
+def logit_shift(full: np.ndarray, sampled: np.ndarray) -> list[float]:
+    """Per label, its log-odds in `full` minus in `sampled`: added to the logits of a model trained
+    on the sample, the full split's odds (the prior-shift correction, Saerens et al. 2002)."""
+    shares = np.clip([full.mean(axis=0), sampled.mean(axis=0)], 1e-6, 1 - 1e-6)
+    log_odds = np.log(shares / (1 - shares))
+    return (log_odds[0] - log_odds[1]).round(6).tolist()
 
 
 class EncodedClauses(Dataset):
@@ -185,10 +205,9 @@ class EncodedClauses(Dataset):
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar-length clauses: shuffle, sort by length within pools of
-    `pool_batches` batches, batch, shuffle the batches. The shuffles depend only on `seed + epoch`
-    (Lightning calls `set_epoch`): a resumed run sees the same batches as an uninterrupted one.
-    Under DDP each rank takes its share of every one of those batches, so all step equally often
-    (each step's all-reduce needs them all); a batch smaller than `world_size` is left out."""
+    `pool_batches` batches, batch, shuffle the batches, seeded by `seed + epoch` (`set_epoch`), so
+    a resumed run sees the same batches. Under DDP each rank takes its share of every batch, so all
+    step equally often; a batch smaller than `world_size` is left out."""
 
     def __init__(
         self,
@@ -256,9 +275,8 @@ class LengthSortedBatchSampler(Sampler[list[int]]):
 
 
 class LexGlueDataModule(pl.LightningDataModule):
-    """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier. No
-    row is dropped; `config.sample_size` takes a seeded, balanced sample of each split for quick
-    runs (the blog's debug mode)."""
+    """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier;
+    `sample_rows` says which rows a quick run (the blog's debug mode) keeps."""
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
@@ -270,6 +288,7 @@ class LexGlueDataModule(pl.LightningDataModule):
         self.texts: dict[str, list[str]] = {}
         # Clauses x 8, whatever the task: even the binary model reports recall per category.
         self.categories: dict[str, np.ndarray] = {}
+        self.training_shift: list[float] = []  # `logit_shift` of the training sample
 
     @property
     def num_labels(self) -> int:
@@ -284,13 +303,12 @@ class LexGlueDataModule(pl.LightningDataModule):
             texts = list(dataset[split]["text"])
             labels = list(dataset[split]["labels"])
             targets, categories = to_targets(labels, config.task), to_targets(labels, "multilabel")
-            if config.sample_size is not None:
-                keep = balanced_sample(targets, config.sample_size, config.seed)
-                texts = [texts[i] for i in keep]
-                targets, categories = targets[keep], categories[keep]
-            self.texts[split] = texts
-            self.categories[split] = categories
-            self.splits[split] = EncodedClauses(self.encode(texts), targets)
+            keep = sample_rows(split, targets, config)
+            if split == "train":
+                self.training_shift = logit_shift(targets, targets[keep])
+            self.texts[split] = [texts[i] for i in keep]
+            self.categories[split] = categories[keep]
+            self.splits[split] = EncodedClauses(self.encode(self.texts[split]), targets[keep])
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids, truncated to `max_length`; padding happens per batch in `collate`."""
@@ -305,6 +323,11 @@ class LexGlueDataModule(pl.LightningDataModule):
         targets = self.split("train").targets
         positives = targets.sum(axis=0)
         return ((len(targets) - positives) / np.maximum(positives, 1)).round(4).tolist()
+
+    def prior_shift(self) -> list[float]:
+        """Per label, what the training sample took off the log-odds (`logit_shift`)."""
+        self.setup()
+        return self.training_shift
 
     def split(self, name: str) -> EncodedClauses:
         if name not in SPLITS:

@@ -1,6 +1,5 @@
-"""Evaluate a training run: score every logged epoch, then report the best one at a threshold,
-which notebook 03 chooses on the best epoch's validation predictions. `log_evaluation` stores it
-as the tag `decision_threshold`, where notebook 04 reads it back (`logged_report`)."""
+"""Evaluate a training run: score every logged epoch, then report the best one at the threshold
+notebook 03 chooses, stored as the tag `decision_threshold` for notebook 04 (`logged_report`)."""
 
 from dataclasses import dataclass, field
 
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from custom_module.checkpoints import load_epoch, logged_epochs, tagged_best_epoch
 from custom_module.config import TrainConfig
-from custom_module.data import LABEL_NAMES, LexGlueDataModule, balanced_sample
+from custom_module.data import LABEL_NAMES, LexGlueDataModule, sample_rows
 from custom_module.module import TransformerModule
 from custom_module.tracking import THRESHOLD_TAG, get_run, run_config
 
@@ -138,7 +137,7 @@ def multilabel_test_predictions(run_id: str) -> SplitPredictions:
             f"Run {run_id} was trained for the {config.task!r} task; LexGLUE's protocol needs "
             "one output per category: train with `--task multilabel` (docs/lexglue.md)."
         )
-    datamodule = LexGlueDataModule(config.replace(sample_size=None))
+    datamodule = LexGlueDataModule(config.replace(test_sample_size=None))
     module = load_epoch(run_id, tagged_best_epoch(run_id))
     return predict_split(module, datamodule, "test")
 
@@ -163,11 +162,9 @@ def lexglue_table(result: dict, name: str = "MiniLM + LoRA (this run)") -> pd.Da
 
 
 def same_clauses(test: SplitPredictions, config: TrainConfig) -> SplitPredictions:
-    """The rows of whole-test-split predictions that a run with `config` was tested on: its
-    balanced sample (drawn as `LexGlueDataModule` draws it), or all of them."""
-    if config.sample_size is None:
-        return test
-    keep = balanced_sample(test.categories, config.sample_size, config.seed)
+    """The rows of whole-test-split predictions that a run with `config` was tested on
+    (`data.sample_rows`: its sample, or all of them)."""
+    keep = sample_rows("test", test.categories, config)
     return SplitPredictions(test.probabilities[keep], test.categories[keep])
 
 

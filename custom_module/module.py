@@ -1,8 +1,7 @@
-"""`TransformerModule`: a pretrained encoder with LoRA adapters (or, by `method`, the head alone
-or every weight training), as a LightningModule. The head reads the mean of the token vectors
-(`pooling="mean"`, how all-MiniLM-L6-v2 was trained) or the blog's first-token head
-(`pooling="cls"`). The settings (`MODEL_FIELDS`) are saved as hyper-parameters, so
-`load_from_checkpoint` can rebuild the module from a checkpoint alone."""
+"""`TransformerModule`: a pretrained encoder with LoRA adapters (or, by `method`, the head alone or
+every weight training) as a LightningModule, its head on the mean of the token vectors (how
+all-MiniLM-L6-v2 was trained) or the blog's first token. Its settings (`MODEL_FIELDS`) are saved
+as hyper-parameters, so `load_from_checkpoint` rebuilds the module from a checkpoint alone."""
 
 from __future__ import annotations
 
@@ -80,20 +79,9 @@ def cls_head_encoder(
 HEADS = {"mean": mean_pooling_encoder, "cls": cls_head_encoder}
 POOLINGS = tuple(HEADS)
 # The `TrainConfig` fields that shape the module and its optimizer: its hyper-parameters.
-MODEL_FIELDS = (
-    "model_name",
-    "task",
-    "learning_rate",
-    "weight_decay",
-    "warmup_ratio",
-    "method",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "encoder_dropout",
-    "lora_target_modules",
-    "pooling",
-)
+MODEL_FIELDS = ("model_name", "task", "learning_rate", "weight_decay", "warmup_ratio", "method")
+MODEL_FIELDS += ("lora_r", "lora_alpha", "lora_dropout", "encoder_dropout", "lora_target_modules")
+MODEL_FIELDS += ("pooling",)
 
 
 class TransformerModule(pl.LightningModule):
@@ -102,16 +90,25 @@ class TransformerModule(pl.LightningModule):
     the training split's fair/unfair ratio) counters the ~1:9 class imbalance."""
 
     def __init__(
-        self, num_labels: int = 1, pos_weight: Sequence[float] | None = None, **settings
+        self,
+        num_labels: int = 1,
+        pos_weight: Sequence[float] | None = None,
+        prior_shift: Sequence[float] | None = None,
+        **settings,
     ) -> None:
-        """`settings`: any of `MODEL_FIELDS`, by name; the others keep `TrainConfig`'s defaults."""
+        """`settings`: any of `MODEL_FIELDS` (the others keep `TrainConfig`'s defaults).
+        `prior_shift` (per logit, `data.logit_shift`) turns a balanced sample's odds into the real
+        ones in validation, test and `predict_step`; the loss fits the sample as it is."""
         super().__init__()
         unknown = set(settings) - set(MODEL_FIELDS)
         if unknown:
             raise ValueError(f"Not a setting of the module: {sorted(unknown)}; see MODEL_FIELDS.")
         config = TrainConfig().replace(**settings)
         hparams = {name: getattr(config, name) for name in MODEL_FIELDS}
-        self.save_hyperparameters({"num_labels": num_labels, "pos_weight": pos_weight, **hparams})
+        self.save_hyperparameters(
+            {"num_labels": num_labels, "pos_weight": pos_weight, "prior_shift": prior_shift}
+            | hparams
+        )
         if config.task == "binary" and num_labels != 1:
             raise ValueError("The binary task has exactly one logit: use num_labels=1.")
         if config.pooling not in POOLINGS:
@@ -140,6 +137,8 @@ class TransformerModule(pl.LightningModule):
         self.model.train()
         weight = None if pos_weight is None else torch.tensor(list(pos_weight))
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+        shift = torch.tensor(list(prior_shift or [0.0] * num_labels))
+        self.register_buffer("prior_shift", shift, persistent=False)  # moves with the device
         stages = STAGE_PREFIX.items()
         self.stage_metrics = nn.ModuleDict(
             {stage: epoch_metrics(config.task, num_labels, prefix) for stage, prefix in stages}
@@ -152,7 +151,8 @@ class TransformerModule(pl.LightningModule):
         if config.class_weighting:
             pos_weight = [w**config.class_weighting for w in datamodule.pos_weight()]
         settings = {name: getattr(config, name) for name in MODEL_FIELDS}
-        return cls(num_labels=datamodule.num_labels, pos_weight=pos_weight, **settings)
+        shift = datamodule.prior_shift()
+        return cls(datamodule.num_labels, pos_weight, shift if any(shift) else None, **settings)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Logits, shape (batch, num_labels)."""
@@ -166,7 +166,9 @@ class TransformerModule(pl.LightningModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"].to(logits.dtype)
         loss = self.loss_fn(logits, labels)
-        probabilities = torch.sigmoid(logits.float())
+        # Training batches are the sample: scored at its odds. The rest at the real ones.
+        shift = 0.0 if stage == "fit" else self.prior_shift
+        probabilities = torch.sigmoid(logits.float() + shift)
         targets = batch["labels"].int()
         if self.hparams.task == "binary":
             probabilities, targets = probabilities.squeeze(1), targets.squeeze(1)
@@ -191,8 +193,10 @@ class TransformerModule(pl.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Probabilities, shape (batch, num_labels): P(unfair), or P(category) per category."""
-        return torch.sigmoid(self(batch["input_ids"], batch["attention_mask"]).float())
+        """Probabilities at the real share of unfair clauses (`prior_shift` taken off), shape
+        (batch, num_labels): P(unfair), or P(category) per category."""
+        logits = self(batch["input_ids"], batch["attention_mask"]).float()
+        return torch.sigmoid(logits + self.prior_shift)
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]

@@ -1,10 +1,9 @@
 """Execute the tutorial notebooks with papermill: one code path for notebooks and command lines.
 
-    python -m custom_module.notebooks --preset smoke              # all six, into output/
+    python -m custom_module.notebooks --preset smoke              # all of them, into output/
     python -m custom_module.notebooks --notebook 02 -p max_epochs 2 -p seed 7
 
-Each parameter goes to every notebook whose `parameters` cell declares it; one that none of them
-declares is refused before anything runs. Later notebooks find the run that earlier ones logged."""
+Each parameter goes to every notebook that declares it; one that none declares is refused."""
 
 import argparse
 import ast
@@ -17,14 +16,7 @@ from papermill.exceptions import PapermillExecutionError
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = (
-    "01_data_exploration.ipynb",
-    "02_peft_training.ipynb",
-    "03_checkpoint_evaluation.ipynb",
-    "04_pyfunc_serving.ipynb",
-    "05_workshop_sweep_and_resume.ipynb",
-    "06_does_lora_pay.ipynb",
-)
+NOTEBOOKS = tuple(sorted(path.name for path in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")))
 
 
 class NotebookFailed(RuntimeError):

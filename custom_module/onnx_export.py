@@ -64,9 +64,8 @@ def export_onnx(merged: TransformerModule, path: Path) -> None:
 
 def fused_for_onnx_runtime(model: ir.Model) -> ir.Model:
     """`model` with ONNX Runtime's transformer fusions, each `Attention` made quantizable: the
-    quantizer makes `QAttention` only of packed QKV weights stored (the fusions concatenate them at
-    run time) and a mask index (not the fusions' additive bias), and skips nodes naming
-    `qkv_hidden_sizes` (equal here, the operator's default)."""
+    quantizer needs packed QKV weights stored (the fusions concatenate them at run time), a mask
+    index (not an additive bias), and no `qkv_hidden_sizes` (equal here, the default)."""
     model, _ = optimize_for_ort(model)
     graph = model.graph
     attentions = [node for node in graph if node.op_type == "Attention"]

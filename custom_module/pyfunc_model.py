@@ -1,16 +1,12 @@
 """The MLflow pyfunc model: raw clause text in, `fair` / `unfair` and probabilities out.
 
-Logged as "models from code" (`mlflow.pyfunc.log_model(python_model=<this file>)`): MLflow
-stores this file with the model and runs it on load, so serving needs neither this repository
-nor pickled classes; only the pip requirements logged with it. It therefore imports nothing from
-`custom_module`. Its artifacts are a Hugging Face folder (tokenizer and the LoRA-merged encoder;
-with mean pooling, the head's weights in `head.safetensors` beside it) and `settings.json`
-(threshold, max_length, task, pooling, category names, runtime). With `runtime` "onnx" or
-"onnx-int8" the logits come from ONNX Runtime, on an ONNX copy of that model (float, or int8) in
-the same folder, and the file never imports torch: tokens and probabilities are numpy arrays, so
-those runtimes' environments leave out torch and safetensors (`benchmarks/pyfunc_footprint.py`
-measures what that saves in install size and cold start).
-"""
+Logged as "models from code": MLflow stores this file with the model and runs it on load, so
+serving needs neither this repository (it imports nothing from `custom_module`) nor pickled
+classes. Its artifacts: a Hugging Face folder (tokenizer, LoRA-merged encoder, with mean pooling
+the head in `head.safetensors`) and `settings.json` (threshold, max_length, task, pooling,
+category names, runtime, prior shift). With `runtime` "onnx" or "onnx-int8" ONNX Runtime computes
+the logits on an ONNX copy (float, or int8) in numpy, never importing torch, so those runtimes'
+environments leave torch out (`benchmarks/pyfunc_footprint.py` measures what that saves)."""
 
 from __future__ import annotations
 
@@ -135,8 +131,10 @@ class UnfairClauseClassifier(mlflow.pyfunc.PythonModel):
                 padding=True,
                 return_tensors="np",
             )
+            # Training's balanced sample moved the log-odds by -shift: taken off (notebook 03).
+            logits = self.logits(encoded) + np.asarray(self.settings.get("prior_shift") or 0.0)
             # The sigmoid, written with tanh so that no logit overflows `exp`.
-            probabilities[rows] = 0.5 + 0.5 * np.tanh(0.5 * self.logits(encoded))
+            probabilities[rows] = 0.5 + 0.5 * np.tanh(0.5 * logits)
         return probabilities
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

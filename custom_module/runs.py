@@ -4,6 +4,7 @@ child runs of a sweep side by side (notebook 05), found by the tag MLflow links 
 import tempfile
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 
@@ -77,14 +78,8 @@ def tensorboard_scalars(run_id: str) -> pd.DataFrame:
         values = [event.value for event in events.Scalars(tag)]
         history = client.get_metric_history(run_id, tag)
         logged = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
-        if not logged:
-            rows[tag] = "not in MLflow"
-        elif len(logged) == len(values) and all(
-            abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(values, logged, strict=True)
-        ):
-            rows[tag] = "same values"
-        else:
-            rows[tag] = "different values"
+        same = len(logged) == len(values) and np.allclose(values, logged, rtol=1e-6, atol=1e-6)
+        rows[tag] = "same values" if same else "different values" if logged else "not in MLflow"
     table = pd.Series(rows, name="MLflow metric").to_frame()
     table.index.name = "TensorBoard scalar"
     return table

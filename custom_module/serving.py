@@ -1,6 +1,6 @@
 """What notebook 04 needs around `mlflow.pyfunc.log_model`: artifacts, signature, requirements,
-the champion rule, and a local REST server. The notebook logs the artifacts with
-`pyfunc_model.py` (models from code), which cannot import this package."""
+the champion rule (both models on the same clauses), and a local REST server. The notebook logs
+the artifacts with `pyfunc_model.py` (models from code), which cannot import this package."""
 
 import json
 import os
@@ -18,12 +18,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from peft import PeftModel
 from safetensors.torch import save_file
+from sklearn.metrics import f1_score
 from transformers import AutoTokenizer
 
 from custom_module.config import resolve_model_path
@@ -96,16 +98,10 @@ def export_artifacts(
     config = run_config(run_id)
     folder = Path(folder)
     export_classifier(merged, folder / "classifier", runtime)
-    settings = {
-        "runtime": runtime,
-        "threshold": report["threshold"],
-        "max_length": config.max_length,
-        "task": config.task,
-        "pooling": config.pooling,
-        "category_names": list(LABEL_NAMES),
-        "model_name": config.model_name,
-        "best_epoch": report["best_epoch"],
-    }
+    settings = {"runtime": runtime, "threshold": report["threshold"], "category_names": LABEL_NAMES}
+    settings |= {name: getattr(config, name) for name in ("max_length", "task", "pooling")}
+    settings |= {"model_name": config.model_name, "best_epoch": report["best_epoch"]}
+    settings["prior_shift"] = merged.hparams.get("prior_shift")  # notebook 03, section 3.4
     (folder / "settings.json").write_text(json.dumps(settings, indent=2))
     return {"classifier": str(folder / "classifier"), "settings": str(folder / "settings.json")}
 
@@ -119,27 +115,31 @@ def champion_version(registered_name: str) -> ModelVersion | None:
         return None
 
 
-def should_promote(run_id: str, registered_name: str) -> tuple[bool, str]:
-    """Whether `run_id`'s model should be the champion, and why: full data beats a sample (so a
-    smoke run never displaces a full champion), then higher validation F1; a tie keeps it."""
-    champion = champion_version(registered_name)
+def served_f1(model_uri: str, texts: list[str], is_unfair: np.ndarray) -> float:
+    """F1 of a logged pyfunc's own labels (at the threshold it serves) on these clauses."""
+    answers = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"text": texts}))
+    return float(f1_score(is_unfair, answers["label"].eq("unfair"), zero_division=0))
+
+
+def should_promote(
+    version: ModelVersion, texts: list[str], is_unfair: np.ndarray
+) -> tuple[bool, str]:
+    """Whether the registered `version` should be the champion, and why: its served F1 against
+    the champion's on the same clauses (notebook 04: every validation clause), whatever sample
+    each was trained on; a tie keeps the champion."""
+    champion = champion_version(version.name)
     if champion is None:
         return True, "there is no champion yet"
-    if champion.run_id == run_id:
+    if champion.run_id == version.run_id:
         return False, f"the champion (version {champion.version}) is this run's model already"
-    challenger_full = run_config(run_id).sample_size is None
-    champion_full = run_config(champion.run_id).sample_size is None
-    if challenger_full != champion_full:
-        ours, theirs = (
-            ("all the data", "a sample") if challenger_full else ("a sample", "all the data")
-        )
-        return challenger_full, f"the new model was trained on {ours} and the champion on {theirs}"
-    new = logged_report(run_id)["validation"]["f1"]
-    old = logged_report(champion.run_id).get("validation", {}).get("f1")
-    if old is None:  # evaluated before reports held validation scores
-        return True, f"the champion (version {champion.version}) has no validation F1 to compare"
-    verdict = f"{'beats' if new > old else 'does not beat'} the champion's {old:.4f}"
-    return new > old, f"its validation F1 {new:.4f} {verdict} (version {champion.version})"
+    new = served_f1(f"models:/{version.name}/{version.version}", texts, is_unfair)
+    old = served_f1(f"models:/{version.name}/{champion.version}", texts, is_unfair)
+    verdict = "beats" if new > old else "does not beat"
+    where = f"{len(texts):,} clauses, {np.mean(is_unfair):.0%} unfair"
+    return new > old, (
+        f"its F1 {new:.4f} {verdict} the champion's {old:.4f} (version {champion.version}) "
+        f"on the same {where}"
+    )
 
 
 def free_port() -> int:

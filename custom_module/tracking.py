@@ -126,23 +126,17 @@ def registered_model_name(name: str | None = None, registry_uri: str | None = No
         return name or LOCAL_MODEL_NAME
     name = name or UC_MODEL_NAME
     parts = name.split(".")
-    example = f"workspace.default.{parts[-1] or 'unfair_tos_classifier'}"
-    if len(parts) != 3 or not all(parts):
+    valid = len(parts) == 3 and all(
+        p and len(p) <= 255 and not UC_FORBIDDEN.search(p) for p in parts
+    )
+    if not valid or name != name.lower():
+        last = (parts[-1] or "unfair_tos_classifier").lower()
+        example = name.lower() if valid else f"workspace.default.{last}"
         raise ValueError(
-            f"Unity Catalog registers models as catalog.schema.model; {name!r} has "
-            f"{len(parts)} part(s). Use e.g. {example!r} (Free Edition's catalog `workspace` "
-            "and schema `default`), or a schema you may create models in."
-        )
-    for part in parts:
-        if len(part) > 255 or UC_FORBIDDEN.search(part):
-            raise ValueError(
-                f"{part!r} in {name!r} is not a Unity Catalog name: at most 255 characters, "
-                "no spaces, slashes or control characters. Use letters, digits and underscores."
-            )
-    if name != name.lower():
-        raise ValueError(
-            f"Unity Catalog stores names in lower case; register as {name.lower()!r} so the "
-            "name you look up is the name it keeps."
+            f"{name!r} is not a Unity Catalog model name: catalog.schema.model, in lower case (as"
+            " it stores names), each part at most 255 characters, no spaces, slashes or control "
+            f"characters. Use e.g. {example!r} (Free Edition's catalog `workspace` and schema "
+            "`default`), or a schema you may create models in."
         )
     return name
 
@@ -160,9 +154,8 @@ def tracking_uri(uri: str | None = None) -> str:
 
 
 def configure_tracking(experiment_name: str | None = None, uri: str | None = None) -> str | None:
-    """Point MLflow at the tutorial's store; create the experiment if new. Returns the name to pass
-    to `mlflow.set_experiment` (see `experiment_path`). A sqlite store's artifacts go beside it, in
-    `mlartifacts` (else MLflow puts them under the *current* folder); a server picks its own."""
+    """Point MLflow at the tutorial's store; create the experiment if new, a sqlite store's with
+    its artifacts beside it (else under the *current* folder). Returns the name to set."""
     # Forked DDP ranks reuse the store: no pooled sqlite connection may cross a fork
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     mlflow.set_tracking_uri(tracking_uri(uri))

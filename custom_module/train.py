@@ -1,7 +1,6 @@
 """Train from the command line or from Python by executing notebook 02: one code path.
 
-    python -m custom_module.train --preset cpu --max-epochs 3
-    python -m custom_module.train --resume RUN_ID
+    python -m custom_module.train --preset cpu --max-epochs 3    # or --resume RUN_ID
 
 Each option is a parameter of the notebook's `parameters` cell: `--sample-size 256`."""
 

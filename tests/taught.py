@@ -16,9 +16,14 @@ LORA_PARAMS_PER_RANK = 6 * (4 * (384 + 384) + 2 * (384 + 1536))
 CPU_TRAINABLE_PARAMS = 8 * LORA_PARAMS_PER_RANK + 385
 CPU_TOTAL_PARAMS = 22_897_537  # MiniLM without its pooler, which the mean-pooling head skips
 FULL_TRAINABLE_PARAMS = 22_565_761  # every weight of MiniLM without its pooler, and the head
-WORKSHOP_SPLIT_SIZES = {"train": 600, "validation": 600, "test": 600}
-# TF-IDF + LinearSVC trained and tested on the workshop preset's samples: deterministic.
-WORKSHOP_BASELINE_F1 = 0.797
+# The workshop preset: 2,000 training clauses (every unfair one), a stratified 800 of validation,
+# every test clause.
+WORKSHOP_SPLIT_SIZES = {"train": 2000, "validation": 800, "test": 1607}
+# TF-IDF + LinearSVC trained on the workshop preset's sample, tested on every clause: deterministic.
+WORKSHOP_BASELINE_F1 = 0.673
+# What the default path's served model must reach on every test clause (their real ~1:9 share of
+# unfair ones) at the threshold it serves: measured 0.764 on the committed run.
+REAL_TEXT_F1_FLOOR = 0.70
 BASELINE_F1 = 0.775  # TF-IDF + LinearSVC on the test split: deterministic
 # The preset search (README, "How the cpu preset was chosen") trained it with seeds 42, 1, 2:
 # test F1 0.805 / 0.800 / 0.810, PR-AUC 0.877 / 0.873 / 0.891, against the baseline's 0.775 and

@@ -12,17 +12,18 @@ from custom_module.data import LexGlueDataModule, load_unfair_tos
 
 def test_a_sampled_baseline_trains_and_tests_on_the_data_modules_sample():
     dataset = load_unfair_tos(None)
-    datamodule = LexGlueDataModule(TrainConfig(sample_size=64, seed=7))
+    config = TrainConfig(sample_size=64, test_sample_size=100, seed=7)
+    datamodule = LexGlueDataModule(config)
     datamodule.setup()
     for split in ("train", "test"):
-        texts, targets = baseline.split_texts_and_targets(dataset, split, 64, 7)
+        texts, targets = baseline.split_texts_and_targets(dataset, split, config)
         assert texts == datamodule.texts[split]
         assert targets.tolist() == datamodule.split(split).targets.ravel().tolist()
 
 
 def test_without_a_sample_the_baseline_sees_every_clause():
     dataset = load_unfair_tos(None)
-    texts, targets = baseline.split_texts_and_targets(dataset, "test", None, 7)
+    texts, targets = baseline.split_texts_and_targets(dataset, "test", TrainConfig(seed=7))
     assert len(texts) == len(targets) == 1607
 
 

@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 from custom_module import data
-from custom_module.config import TrainConfig
+from custom_module.config import TrainConfig, preset
 from custom_module.data import (
     LABEL_NAMES,
     LengthBucketBatchSampler,
     LengthSortedBatchSampler,
     LexGlueDataModule,
-    balanced_sample,
     load_unfair_tos,
+    logit_shift,
     resolve_data_path,
+    sample_rows,
+    seeded_sample,
     to_targets,
 )
 
@@ -114,10 +116,33 @@ def test_loaded_dataset_has_text_and_labels_and_no_empty_text():
 
 def test_balanced_sample_is_half_unfair_and_seeded():
     targets = to_targets(list(load_unfair_tos()["train"]["labels"]), "binary")
-    sample = balanced_sample(targets, 64, seed=1)
+    sample = seeded_sample(targets, 64, seed=1, balanced=True)
     assert targets[sample].sum() == 32
-    assert np.array_equal(sample, balanced_sample(targets, 64, seed=1))
-    assert not np.array_equal(sample, balanced_sample(targets, 64, seed=2))
+    assert np.array_equal(sample, seeded_sample(targets, 64, seed=1, balanced=True))
+    assert not np.array_equal(sample, seeded_sample(targets, 64, seed=2, balanced=True))
+
+
+def test_training_is_balanced_while_validation_and_test_keep_their_real_share():
+    dataset = load_unfair_tos()
+    config = preset("workshop", sample_size=600)
+    shares = {}
+    for split in ("train", "validation", "test"):
+        targets = to_targets(list(dataset[split]["labels"]), "binary")
+        rows = sample_rows(split, targets, config)
+        assert np.array_equal(rows, sample_rows(split, targets, config))  # seeded
+        shares[split] = (targets[rows].mean(), targets.mean(), len(rows))
+    assert shares["train"][0] == 0.5 and shares["train"][2] == config.sample_size
+    assert shares["validation"][0] == pytest.approx(shares["validation"][1], abs=1 / 800)
+    assert shares["validation"][2] == 800
+    assert shares["test"][2] == 1607  # test_sample_size None: every clause
+
+
+def test_the_logit_shift_gives_the_full_splits_odds_back():
+    full = np.array([[1.0]] * 10 + [[0.0]] * 90)  # 1 in 10 unfair
+    balanced = np.array([[1.0]] * 10 + [[0.0]] * 10)
+    (shift,) = logit_shift(full, balanced)
+    assert shift == pytest.approx(np.log(0.1 / 0.9))  # from odds 1:1 to 1:9
+    assert logit_shift(full, full) == [0.0]
 
 
 def test_bucketed_batches_cover_each_row_once_and_repeat_per_epoch():

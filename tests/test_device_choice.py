@@ -13,7 +13,7 @@ import types
 import pytest
 import torch
 
-from custom_module.config import cuda_capability, mixed_precision_for_device, preset
+from custom_module.config import mixed_precision_for_device, preset
 
 
 class NVMLError(Exception):
@@ -85,10 +85,3 @@ def test_auto_preset_without_cuda_is_the_cpu_preset(cuda_card, driver):
     cuda_card(None, driver=driver)
     config = preset("auto")
     assert (config.preset, config.precision) == ("cpu", "32-true")
-
-
-def test_without_nvidia_ml_py_torch_answers(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (7, 5))
-    assert cuda_capability() == (7, 5)

@@ -145,6 +145,25 @@ def test_predict_step_returns_one_probability_per_clause(smoke_parts):
     assert 0.0 <= probabilities.item() <= 1.0
 
 
+def test_the_prior_shift_moves_every_logit_it_predicts_by_itself_and_not_the_loss(smoke_parts):
+    config, datamodule, module = smoke_parts
+    (shift,) = module.hparams.prior_shift  # the smoke preset trains on a balanced sample
+    assert shift == pytest.approx(datamodule.prior_shift()[0]) and shift < -1.5
+    settings = {name: getattr(config, name) for name in MODEL_FIELDS}
+    unshifted = TransformerModule(num_labels=1, **settings)
+    unshifted.load_state_dict(module.state_dict())
+    module.eval(), unshifted.eval()
+    batch = next(iter(datamodule.val_dataloader()))
+    with torch.no_grad():
+        shifted_p, plain_p = (m.predict_step(batch, 0) for m in (module, unshifted))
+    moved = torch.special.logit(shifted_p.double()) - torch.special.logit(plain_p.double())
+    assert moved.numpy() == pytest.approx(shift, abs=1e-3)
+    loader = datamodule.val_dataloader()
+    losses = [quiet_trainer().validate(m, loader, verbose=False)[0] for m in (module, unshifted)]
+    assert losses[0]["Val_Loss"] == losses[1]["Val_Loss"]
+    assert losses[0]["Val_F1_Score"] != losses[1]["Val_F1_Score"]
+
+
 def trained_checkpoint(smoke_parts, path: Path) -> TransformerModule:
     """A fresh module trained for two batches, its Lightning checkpoint saved at `path`."""
     config, datamodule, _ = smoke_parts
@@ -203,6 +222,9 @@ def test_the_module_rebuilt_from_a_config_has_that_configs_settings():
 
     class OneLabel:
         num_labels = 1
+
+        def prior_shift(self) -> list[float]:
+            return [0.0]
 
     module = TransformerModule.from_config(config, OneLabel())
     assert (module.hparams.lora_r, module.hparams.learning_rate) == (4, 5e-4)

@@ -117,7 +117,7 @@ def test_read_as_binary_it_scores_the_clauses_of_the_binary_run_it_is_compared_w
 ):
     # Another sample than the multilabel run's own (64 clauses, seed 42), sampled for the
     # binary task: the comparison must score exactly the clauses that run was tested on.
-    binary_config = run_config(smoke_run_id).replace(sample_size=48, seed=7)
+    binary_config = run_config(smoke_run_id).replace(test_sample_size=48, seed=7)
     datamodule = LexGlueDataModule(binary_config)
     module = load_epoch(report["run_id"], report["best_epoch"])
     prob_unfair = predict(module, datamodule.eval_dataloader("test")).max(axis=1)

@@ -16,6 +16,7 @@ import onnx
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from sklearn.metrics import f1_score
 from transformers import AutoConfig
 
 from custom_module import onnx_export, pyfunc_model, serving
@@ -115,31 +116,43 @@ def test_first_model_becomes_champion_of_the_training_run(logged, smoke_run_id):
 
 
 def test_the_same_run_again_does_not_move_the_champion(logged, smoke_run_id):
-    promote, reason = should_promote(smoke_run_id, REGISTERED_NAME)
-    assert not promote and "already" in reason
+    version = mlflow.MlflowClient().get_model_version(REGISTERED_NAME, str(logged["version"]))
+    assert should_promote(version, [], np.array([]))[0] is False  # decided before any scoring
 
 
-def test_a_sampled_run_never_displaces_a_full_data_champion(logged, smoke_run_id, monkeypatch):
-    full = run_config(smoke_run_id).replace(sample_size=None)
-    monkeypatch.setattr(
-        "custom_module.serving.run_config",
-        lambda run_id: full if run_id == smoke_run_id else full.replace(sample_size=64),
+def test_served_f1_scores_the_pyfunc_at_its_own_threshold(logged, clauses, expected, datamodule):
+    truth = datamodule.categories["test"][: len(clauses)].any(axis=1)
+    flagged = expected["label"].eq("unfair")
+    assert serving.served_f1(CHAMPION_URI, clauses, truth) == pytest.approx(
+        f1_score(truth, flagged, zero_division=0)
     )
-    promote, reason = should_promote("0" * 32, REGISTERED_NAME)
-    assert not promote and "trained on a sample" in reason
 
 
-def test_between_equals_the_higher_validation_f1_wins(logged, smoke_run_id, monkeypatch):
-    full = run_config(smoke_run_id).replace(sample_size=None)
-    monkeypatch.setattr("custom_module.serving.run_config", lambda run_id: full)
-    scores = {smoke_run_id: {"validation": {"f1": 0.70}}}
-    monkeypatch.setattr("custom_module.serving.logged_report", lambda run_id: scores[run_id])
-    for challenger, expected in ((0.69, False), (0.70, False), (0.71, True)):
-        scores["1" * 32] = {"validation": {"f1": challenger}}
-        assert should_promote("1" * 32, REGISTERED_NAME)[0] is expected, challenger
-    scores[smoke_run_id] = {}  # a champion evaluated before reports held validation scores
-    promote, reason = should_promote("1" * 32, REGISTERED_NAME)
-    assert promote and "no validation F1" in reason
+def test_an_equal_model_of_another_run_does_not_displace_the_champion(logged, clauses, datamodule):
+    """The champion's own model, registered again from a run of its own: the two answer the same
+    clauses alike, and a tie keeps the champion."""
+    client = mlflow.MlflowClient()
+    champion = champion_version(REGISTERED_NAME)
+    with mlflow.start_run(run_name="challenger") as run:
+        pass
+    challenger = client.create_model_version(
+        REGISTERED_NAME, champion.source, run_id=run.info.run_id
+    )
+    truth = datamodule.categories["test"][: len(clauses)].any(axis=1)
+    assert should_promote(challenger, clauses, truth)[0] is False
+    assert champion_version(REGISTERED_NAME).version == champion.version
+
+
+def test_the_higher_f1_on_the_same_clauses_wins(logged, monkeypatch):
+    champion = champion_version(REGISTERED_NAME)
+    challenger = mlflow.entities.model_registry.ModelVersion(
+        REGISTERED_NAME, "99", 0, run_id="1" * 32
+    )
+    scores = {f"models:/{REGISTERED_NAME}/{champion.version}": 0.70}
+    monkeypatch.setattr(serving, "served_f1", lambda uri, texts, truth: scores[uri])
+    for score, expected in ((0.69, False), (0.70, False), (0.71, True)):
+        scores[f"models:/{REGISTERED_NAME}/99"] = score
+        assert should_promote(challenger, ["a clause"], np.array([1]))[0] is expected, score
 
 
 def test_logged_model_has_signature_example_and_portable_requirements(pyfunc):

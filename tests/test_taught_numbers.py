@@ -9,10 +9,10 @@ import pytest
 from taught import (
     CPU_TOTAL_PARAMS,
     CPU_TRAINABLE_PARAMS,
-    F1_TOLERANCE,
     FULL_TRAINABLE_PARAMS,
     LORA_PARAMS_PER_RANK,
     MULTILABEL_MACRO_F1_FLOOR,
+    REAL_TEXT_F1_FLOOR,
     SPLIT_SIZES,
     UNFAIR,
     WORKSHOP_BASELINE_F1,
@@ -55,22 +55,19 @@ def test_training_ran_the_workshop_preset_with_the_cpu_presets_model():
     assert training["total_params"] == CPU_TOTAL_PARAMS
 
 
-def test_early_stopping_ended_training_after_the_best_epoch():
+def test_the_workshop_trains_its_two_epochs_and_keeps_the_better():
     training = results("02_peft_training.ipynb")
-    assert training["epochs"] < training["max_epochs"]
-    assert training["stopped_epoch"] == training["epochs"] - 1
-    assert training["best_epoch"] < training["stopped_epoch"]
-    # Measured: validation F1 0.776, 0.793, 0.841, then 0.767; with 1 or 2 threads alike.
-    assert (training["best_epoch"], training["epochs"]) == (2, 4)
+    # Measured: validation F1 0.726, then 0.762; the budget ends training, not early stopping.
+    assert training["epochs"] == training["max_epochs"] == 2
+    assert (training["stopped_epoch"], training["best_epoch"]) == (0, 1)
 
 
-def test_baseline_and_lora_on_the_workshop_sample_are_close():
+def test_on_every_test_clause_lora_beats_the_baseline_trained_on_the_same_sample():
     comparison = results("02_peft_training.ipynb")["comparison"]
     lora, baseline = comparison["LoRA run"], comparison["TF-IDF + LinearSVC"]
-    # On 600 training clauses neither model is clearly ahead (measured: F1 0.794 against 0.797);
-    # both are far above flagging every clause of the sample.
+    # Measured: F1 0.764 against 0.673, PR-AUC 0.840 against 0.820 (one seed).
     assert baseline["f1"] == pytest.approx(WORKSHOP_BASELINE_F1, abs=0.001)
-    assert abs(lora["f1"] - baseline["f1"]) <= F1_TOLERANCE
+    assert lora["f1"] >= REAL_TEXT_F1_FLOOR > baseline["f1"]
     assert lora["f1"] >= workshop_trivial_f1("test") + WORKSHOP_MARGIN
 
 
@@ -118,15 +115,14 @@ def test_the_comparison_trains_what_each_method_says_and_stores_what_it_trains()
 
 
 def workshop_trivial_f1(split: str = "validation") -> float:
-    """F1 of flagging every clause of the workshop preset's sample of `split`: the bar its
-    runs must clear by far to show that they learned something."""
+    """F1 of flagging every clause of the workshop preset's rows of `split`: the bar its runs
+    must clear by far to show that they learned something."""
     from custom_module.config import preset
-    from custom_module.data import balanced_sample, load_unfair_tos, to_targets
+    from custom_module.data import load_unfair_tos, sample_rows, to_targets
 
     config = preset("workshop")
-    labels = list(load_unfair_tos(None)[split]["labels"])
-    targets = to_targets(labels, "binary")
-    share = targets[balanced_sample(targets, config.sample_size, config.seed)].mean()
+    targets = to_targets(list(load_unfair_tos(None)[split]["labels"]), "binary")
+    share = targets[sample_rows(split, targets, config)].mean()
     return 2 * share / (1 + share)
 
 
@@ -135,7 +131,7 @@ def test_workshop_sweep_has_a_run_per_rank_well_above_the_trivial_classifier():
     sweep = {row["lora_r"]: row for row in workshop["sweep"]}
     assert sorted(sweep) == [2, 8, 32]
     trivial = workshop_trivial_f1()
-    assert trivial == pytest.approx(0.554, abs=0.001)
+    assert trivial == pytest.approx(0.184, abs=0.001)  # 81 of 800 validation clauses unfair
     for rank, row in sweep.items():
         assert row["trainable params"] == LORA_PARAMS_PER_RANK * rank + 385
         # Measured 0.76-0.85 across ranks and seeds (notebook 05's exercise 1); 0.15 above

@@ -96,9 +96,10 @@ class TransformerModule(pl.LightningModule):
         prior_shift: Sequence[float] | None = None,
         **settings,
     ) -> None:
-        """`settings`: any of `MODEL_FIELDS` (the others keep `TrainConfig`'s defaults).
-        `prior_shift` (per logit, `data.logit_shift`) turns a balanced sample's odds into the real
-        ones in validation, test and `predict_step`; the loss fits the sample as it is."""
+        """`settings`: any of `MODEL_FIELDS`, by name; the others keep `TrainConfig`'s defaults.
+        `prior_shift` (per logit, `data.logit_shift`): what a balanced training sample added to
+        the log-odds; validation, test and `predict_step` take it off again, so a probability
+        reads at the real share of unfair clauses. The loss does not: it fits the sample."""
         super().__init__()
         unknown = set(settings) - set(MODEL_FIELDS)
         if unknown:

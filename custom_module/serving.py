@@ -125,17 +125,16 @@ def should_promote(
     version: ModelVersion, texts: list[str], is_unfair: np.ndarray
 ) -> tuple[bool, str]:
     """Whether the registered `version` should be the champion, and why: its served F1 against
-    the champion's on the same clauses (notebook 04: every validation clause), whatever sample
-    each was trained on; a tie keeps the champion."""
+    the champion's on the same clauses (notebook 04: every validation clause); a tie keeps it."""
     champion = champion_version(version.name)
-    if champion is None:
-        return True, "there is no champion yet"
-    if champion.run_id == version.run_id:
+    if champion is not None and champion.run_id == version.run_id:
         return False, f"the champion (version {champion.version}) is this run's model already"
     new = served_f1(f"models:/{version.name}/{version.version}", texts, is_unfair)
+    where = f"{len(texts):,} clauses, {np.mean(is_unfair):.0%} unfair"
+    if champion is None:
+        return True, f"there is no champion yet; its F1 is {new:.4f} on {where}"
     old = served_f1(f"models:/{version.name}/{champion.version}", texts, is_unfair)
     verdict = "beats" if new > old else "does not beat"
-    where = f"{len(texts):,} clauses, {np.mean(is_unfair):.0%} unfair"
     return new > old, (
         f"its F1 {new:.4f} {verdict} the champion's {old:.4f} (version {champion.version}) "
         f"on the same {where}"

@@ -97,6 +97,7 @@ def test_fresh_scores_are_within_the_seed_spread_of_the_committed_ones(training_
 def test_fresh_evaluation_serves_a_threshold_its_evidence_supports(training_run):
     report = logged_report(training_run.info.run_id)  # logged by notebook 03
     assert report["best_epoch"] == tagged_best_epoch(training_run.info.run_id)
+    assert report["test"]["f1"] >= REAL_TEXT_F1_FLOOR  # every test clause, the served threshold
     default = report["test_at_default_threshold"]
     assert default["f1"] == pytest.approx(training_run.data.metrics["Test_F1_Score"], abs=0.001)
     assert report["test"] in (default, report["test_at_tuned_threshold"])

@@ -5,6 +5,8 @@ between seeds where they depend on training (`taught.py` says how wide, and why)
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from taught import (
     CPU_TOTAL_PARAMS,
@@ -82,6 +84,21 @@ def test_evaluation_serves_the_threshold_its_evidence_supports():
     default = evaluation["test_at_default_threshold"]
     assert served in (tuned, default)
     assert default["f1"] == pytest.approx(training["comparison"]["LoRA run"]["f1"], abs=0.001)
+
+
+def test_the_prior_shift_is_the_samples_and_calibrates_the_probabilities():
+    evaluation = results("03_checkpoint_evaluation.ipynb")
+    # log-odds of unfair in the training split (630 of 5,532) minus in the sample (630 of 2,000)
+    assert evaluation["prior_shift"] == pytest.approx(math.log(1370 / 4902), abs=1e-4)
+    calibration = evaluation["calibration"]  # measured: ECE 0.089 as trained, 0.023 corrected
+    assert calibration["corrected"] < calibration["as trained"] / 2
+
+
+def test_the_served_model_holds_on_every_test_clause():
+    served = results("03_checkpoint_evaluation.ipynb")["test"]  # at the served threshold
+    assert served["f1"] >= REAL_TEXT_F1_FLOOR  # measured 0.764
+    counts = served["confusion_matrix"]
+    assert sum(map(sum, counts)) == SPLIT_SIZES["test"] and sum(counts[1]) == UNFAIR["test"]
 
 
 def test_the_committed_champion_is_the_evaluated_run():

@@ -158,8 +158,8 @@ def test_workshop_sweep_has_a_run_per_rank_well_above_the_trivial_classifier():
 
 def test_resumed_run_has_every_epoch_once_and_matches_the_uninterrupted_one():
     workshop = results("05_workshop_sweep_and_resume.ipynb")
-    # The lora_r=8 child stopped after epoch 3 (notebook 02's run), and so did the resumed run.
-    assert workshop["resumed_epochs"] == [0, 1, 2, 3]
+    # The preset's two epochs: epoch 0 from the killed process, epoch 1 from the resumed one.
+    assert workshop["resumed_epochs"] == [0, 1]
     assert workshop["difference_from_uninterrupted"] <= 1e-4
 
 

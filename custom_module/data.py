@@ -325,7 +325,7 @@ class LexGlueDataModule(pl.LightningDataModule):
         return ((len(targets) - positives) / np.maximum(positives, 1)).round(4).tolist()
 
     def prior_shift(self) -> list[float]:
-        """Per label, what the training sample took off the log-odds (`logit_shift`)."""
+        """Per label, the correction for the training sample's odds (`logit_shift`, <= 0)."""
         self.setup()
         return self.training_shift
 

@@ -77,8 +77,8 @@ def module_for(preset_name: str) -> TransformerModule:
     """The preset's model with its LoRA settings and head (`gpu`: the blog's [CLS] head)."""
     config = preset(preset_name)
     return TransformerModule(
-        model_name=config.model_name,
-        lora_r=config.lora_r,
+        pretrained_model=config.pretrained_model,
+        r=config.r,
         lora_alpha=config.lora_alpha,
         lora_target_modules=config.lora_target_modules,
         pooling=config.pooling,

@@ -59,16 +59,16 @@ def run_check(limit: int | None, data_path: str | None, tmp: Path, devices: int)
         devices=devices,
         preset_name="gpu",
         max_epochs=2,
-        sample_size=limit,
+        debug_mode_sample=limit,
         data_path=data_path,
         experiment_name="gpu-check",
-        config_overrides={"model_name": model_path},
+        config_overrides={"pretrained_model": model_path},
     )
     config, run = run_config(run_id), mlflow.get_run(run_id)
     print(f"precision: {config.precision}; trainable params {run.data.params['trainable_params']}")
     history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
     ends = [run.info.start_time] + sorted(m.timestamp for m in history)
-    clauses = int(run.data.params.get("config.sample_size") or 0) or 5532
+    clauses = int(run.data.params.get("config.debug_mode_sample") or 0) or 5532
     for epoch, (start, end) in enumerate(zip(ends, ends[1:], strict=False)):
         seconds = (end - start) / 1000
         print(f"epoch {epoch}: {seconds:.1f} s with validation, {clauses / seconds:.1f} clauses/s")

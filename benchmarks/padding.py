@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from custom_module.config import preset
-from custom_module.data import LexGlueDataModule
 from custom_module.module import TransformerModule
+from data import LexGlueDataModule
 
 
 class PaddedToMaxLength(LexGlueDataModule):
@@ -54,7 +54,7 @@ def clauses_per_second(padding: str, batches: int) -> float:
     seen, start = 0, time.perf_counter()
     for _ in range(batches):
         batch = next(loader)
-        loss = module.loss_fn(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+        loss = module(batch["input_ids"], batch["attention_mask"], batch["labels"]).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -32,9 +32,9 @@ from importlib.metadata import distributions
 from pathlib import Path
 
 from custom_module import serving
-from custom_module.data import LABEL_NAMES
 from custom_module.module import TransformerModule
 from custom_module.notebook_helpers import quiet_library_output
+from data import LABEL_NAMES
 
 RUNTIMES = tuple(serving.SERVING_PACKAGES)  # one per environment: onnx-int8 shares onnx's
 # Run in each venv: load the pyfunc from its file, as MLflow's models from code does, and answer.
@@ -71,10 +71,10 @@ def export(folder: Path) -> dict[str, dict[str, str]]:
             "runtime": runtime,
             "threshold": 0.5,
             "max_length": 128,
-            "task": module.hparams.task,
+            "task": module.task,
             "pooling": module.hparams.pooling,
             "category_names": list(LABEL_NAMES),
-            "model_name": module.hparams.model_name,
+            "pretrained_model": module.hparams.pretrained_model,
             "best_epoch": 0,
         }
         (folder / runtime / "settings.json").write_text(json.dumps(settings))

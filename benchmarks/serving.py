@@ -30,7 +30,6 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from custom_module.checkpoints import load_epoch
-from custom_module.data import load_unfair_tos
 from custom_module.evaluation import logged_report
 from custom_module.notebook_helpers import quiet_library_output
 from custom_module.serving import (
@@ -43,6 +42,7 @@ from custom_module.serving import (
     signature,
 )
 from custom_module.tracking import CHAMPION, configure_tracking, registered_model_name, run_config
+from data import load_unfair_tos
 
 BATCH = 256
 REFERENCE = "torch"

@@ -1,10 +1,12 @@
 """Lightning callbacks for the training notebook's `Trainer`: `RandomStateCallback` makes a resumed
 run draw the same random numbers as an uninterrupted one; `EpochSummary` prints a line per epoch;
-`RankZeroRun` keeps DDP ranks in the notebook's MLflow run; `TorchrunDDPStrategy` is DDP in the
-ranks torchrun started."""
+`DistributedTraining` is what DDP and torchrun need, behind one object."""
 
+import contextlib
+import os
 import random
 import time
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 
 import mlflow
@@ -52,18 +54,66 @@ class InlineExecutor(Executor):
         return future
 
 
-class RankZeroRun(pl.Callback):
-    """Keeps rank 0 of DDP processes forked from a kernel (`forks`) in the kernel's MLflow run
-    (`run_id`, set by the notebook): since MLflow 2.18 a fork does not inherit the active run.
-    Rank 0 runs the one system-metrics monitor in `fit`, and logs EarlyStopping's outcome (the
-    ranks ran it, not autolog's copy). Under torchrun, every rank gets rank 0's run id in `setup`
-    and waits at each stage's end for autolog's last metrics and checkpoint on rank 0."""
+class DistributedTraining(pl.Callback):
+    """Everything DDP and torchrun need around notebook 02's `Trainer` and MLflow run, in one
+    object; with one device it changes nothing (docs/distributed.md). `trainer_arguments()`: the
+    devices, nodes and strategy; `start_run(...)`: the run, on every rank. Forked ranks
+    (`devices` > 1 in a kernel) do not inherit the active run (MLflow >= 2.18): rank 0 joins it
+    in `setup`, runs the one system-metrics monitor in `fit`, and logs EarlyStopping's outcome
+    (the ranks ran it, not autolog's copy). Under torchrun every rank executes the notebook:
+    rank 0 starts the run, the others join it with autolog off, so they log nothing twice."""
 
-    def __init__(self, forks: bool = False) -> None:
+    def __init__(self, devices: int = 1) -> None:
+        self.devices, self.torchrun = devices, "LOCAL_WORLD_SIZE" in os.environ
+        self.rank = int(os.environ["RANK"]) if self.torchrun else 0
+        self.forks = devices > 1 and not self.torchrun  # this kernel forks the ranks
         self.run_id: str | None = None
-        self.joined = False
-        if forks:  # before the fork, in the kernel: the ranks inherit its autolog client module
+        self.joined = False  # forked rank 0, in the kernel's run
+        if self.forks:  # before the fork, in the kernel: the ranks inherit its autolog client
             autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL = InlineExecutor()
+
+    def trainer_arguments(self) -> dict:
+        """`Trainer` arguments: one process, forked ranks, or the ranks torchrun started."""
+        strategy = "auto"
+        if self.torchrun:  # every rank executes the notebook: Lightning has nothing to start
+            strategy = TorchrunDDPStrategy(forward_sync_buffers=False)
+        elif self.forks:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its threads die in a fork
+            start_method = "fork" if in_ipython() else "popen"  # a kernel may only fork ranks
+            strategy = DDPStrategy(start_method=start_method, forward_sync_buffers=False)
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        nodes = world // int(os.environ["LOCAL_WORLD_SIZE"]) if self.torchrun else 1
+        # The data module's batch samplers split the data by rank: no DistributedSampler.
+        kwargs = {"devices": self.devices, "num_nodes": nodes, "strategy": strategy}
+        return kwargs | {"use_distributed_sampler": False}
+
+    @contextlib.contextmanager
+    def start_run(self, **kwargs) -> Iterator[mlflow.ActiveRun]:
+        """`mlflow.start_run(**kwargs)` on rank 0; torchrun's other ranks join that run with
+        autolog off. On exit rank 0 ends the run before the others read it."""
+        if not self.torchrun:
+            monitor = False if self.forks else None  # forked ranks: rank 0 samples in `fit`
+            with mlflow.start_run(log_system_metrics=monitor, **kwargs) as run:
+                self.run_id = run.info.run_id
+                yield run
+            return
+        if not torch.distributed.is_initialized():  # Lightning then uses this process group
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        cpu = torch.distributed.new_group(backend="gloo")  # for the run id, a CPU object
+        run_id = [mlflow.start_run(**kwargs).info.run_id if self.rank == 0 else None]
+        torch.distributed.broadcast_object_list(run_id, group=cpu)
+        if self.rank > 0:
+            mlflow.pytorch.autolog(disable=True)
+            mlflow.start_run(run_id=run_id[0], log_system_metrics=False)
+        self.run_id, status = run_id[0], "FAILED"
+        try:
+            yield mlflow.active_run()
+            status = "FINISHED"
+        finally:
+            if self.rank == 0:
+                mlflow.end_run(status)
+            torch.distributed.barrier(group=cpu)  # the others end the run as rank 0 did
+            mlflow.end_run(mlflow.get_run(self.run_id).info.status)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.run_id = trainer.strategy.broadcast(self.run_id)  # rank 0's, on every rank

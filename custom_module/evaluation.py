@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 
 from custom_module.checkpoints import load_epoch, logged_epochs, tagged_best_epoch
 from custom_module.config import TrainConfig
-from custom_module.data import LABEL_NAMES, LexGlueDataModule, sample_rows
 from custom_module.module import TransformerModule
 from custom_module.tracking import THRESHOLD_TAG, get_run, run_config
+from data import LABEL_NAMES, LexGlueDataModule, sample_rows
 
 EVAL_SPLITS = ("validation", "test")
 DEFAULT_THRESHOLD = 0.5
@@ -30,9 +30,8 @@ REPORT_ARTIFACT = "evaluation/report.json"
 NO_UNFAIR_LABEL = "no unfair label"
 # `binary_scores`' keys -> the names the module logs them under (`Test_F1_Score`), and notebook 03.
 TEST_METRICS = {"precision": "Precision", "recall": "Recall", "f1": "F1_Score", "pr_auc": "PR_AUC"}
-# Test-split μ-F1 / m-F1 in percent: the LexGLUE paper (Chalkidis et al., ACL 2022) and two
-# community models on the Hugging Face hub. MiniLM never flags the rare categories: μ-F1, which
-# the many fair clauses dominate, hides that; m-F1, the mean of the nine columns' F1, does not.
+# Test μ-F1 / m-F1 (%): the LexGLUE paper (Chalkidis et al., ACL 2022) and two hub models. MiniLM
+# never flags the rare categories: μ-F1, dominated by fair clauses, hides that; m-F1 does not.
 PUBLISHED = pd.DataFrame(
     [
         ("TF-IDF SVM", "LexGLUE paper", 94.7, 75.0),
@@ -105,6 +104,23 @@ def binary_scores(truth: np.ndarray, prob_unfair: np.ndarray, threshold: float) 
     }
 
 
+def paired_bootstrap(
+    truth: np.ndarray, flags: np.ndarray, other: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """F1 of `flags` minus F1 of `other` (0/1 per clause), and its paired 95% bootstrap interval:
+    one that excludes 0 is a difference this split can tell from luck."""
+    truth, flags, other = (np.asarray(a).astype(bool) for a in (truth, flags, other))
+    rows = np.random.default_rng(seed).integers(0, len(truth), (resamples, len(truth)))
+
+    def f1(answers: np.ndarray) -> np.ndarray:  # per resample: 2 TP / (2 TP + FP + FN)
+        hits = (answers & truth)[rows].sum(axis=1)
+        return 2 * hits / np.maximum(answers[rows].sum(axis=1) + truth[rows].sum(axis=1), 1)
+
+    low, high = np.percentile(f1(flags) - f1(other), [2.5, 97.5])
+    point = f1_score(truth, flags, zero_division=0) - f1_score(truth, other, zero_division=0)
+    return {"difference": float(point), "low": float(low), "high": float(high)}
+
+
 def recall_per_category(predictions: SplitPredictions, threshold: float) -> dict[str, float]:
     """For each category, the share of its clauses flagged unfair: which kinds the model misses."""
     flagged = predictions.prob_unfair > threshold
@@ -113,8 +129,7 @@ def recall_per_category(predictions: SplitPredictions, threshold: float) -> dict
 
 
 def lexglue_scores(predictions: SplitPredictions) -> dict:
-    """LexGLUE's UNFAIR-ToS protocol: μ-F1, m-F1 and each column's F1 over the eight categories
-    at 0.5 plus a ninth, "no unfair label", on when no category is."""
+    """LexGLUE's protocol at 0.5: μ-F1, m-F1, each column's F1 (8 categories, "no unfair label")."""
     truth = predictions.categories.astype(int)
     predicted = (predictions.probabilities > DEFAULT_THRESHOLD).astype(int)
     truth, predicted = (np.column_stack([m, m.sum(axis=1) == 0]) for m in (truth, predicted))
@@ -129,13 +144,12 @@ def lexglue_scores(predictions: SplitPredictions) -> dict:
 
 
 def multilabel_test_predictions(run_id: str) -> SplitPredictions:
-    """A multilabel run's best epoch on every test clause (LexGLUE scores the whole split,
-    whatever sample the run trained on); ValueError, saying what to train, for another task."""
+    """A multilabel run's best epoch on the whole test split, as LexGLUE scores; else ValueError."""
     config = run_config(run_id)
     if config.task != "multilabel":
         raise ValueError(
             f"Run {run_id} was trained for the {config.task!r} task; LexGLUE's protocol needs "
-            "one output per category: train with `--task multilabel` (docs/lexglue.md)."
+            "one output per category: train with `--num-classes 8` (docs/lexglue.md)."
         )
     datamodule = LexGlueDataModule(config.replace(test_sample_size=None))
     module = load_epoch(run_id, tagged_best_epoch(run_id))
@@ -162,18 +176,15 @@ def lexglue_table(result: dict, name: str = "MiniLM + LoRA (this run)") -> pd.Da
 
 
 def same_clauses(test: SplitPredictions, config: TrainConfig) -> SplitPredictions:
-    """The rows of whole-test-split predictions that a run with `config` was tested on
-    (`data.sample_rows`: its sample, or all of them)."""
+    """The rows of whole-test-split predictions that a run with `config` was tested on."""
     keep = sample_rows("test", test.categories, config)
     return SplitPredictions(test.probabilities[keep], test.categories[keep])
 
 
 def evaluate_run(run_id: str) -> ScoredRun:
-    """Score every logged epoch of `run_id` on validation and test at 0.5, and keep the
-    predictions of the best epoch (the `best_epoch` tag), which the threshold is chosen on."""
+    """Each logged epoch scored at 0.5, and the best epoch's predictions, to tune the threshold."""
     config = run_config(run_id)
-    datamodule = LexGlueDataModule(config)
-    best = tagged_best_epoch(run_id)
+    datamodule, best = LexGlueDataModule(config), tagged_best_epoch(run_id)
     rows, kept = [], {}
     for epoch in logged_epochs(run_id):
         module = load_epoch(run_id, epoch)
@@ -195,9 +206,8 @@ def build_report(
     tuned_threshold: float,
     threshold_folds: pd.DataFrame | None = None,
 ) -> dict:
-    """The best epoch's evaluation at the served `threshold` (notebook 03's choice: the tuned one,
-    best F1 on validation, or 0.5), test also at the other two; `threshold_folds` is the evidence
-    for the choice, per block. Notebook 04, `serving` and the tests read these keys back."""
+    """The best epoch at the served `threshold` (notebook 03's choice: tuned or 0.5), test also at
+    both; `threshold_folds`: the evidence, per block. Notebook 04 and `serving` read these keys."""
     validation, test = scored.predictions["validation"], scored.predictions["test"]
     folds = [] if threshold_folds is None else threshold_folds.reset_index().to_dict("records")
     return {
@@ -223,8 +233,7 @@ def build_report(
 def log_evaluation(report: dict, figures: dict[str, Figure] | None = None) -> None:
     """Put `report` (from `build_report`) on its run: the test metrics, the served threshold as
     the tag `decision_threshold`, the report as JSON, and `figures` under their artifact paths."""
-    client = mlflow.MlflowClient()
-    run_id = report["run_id"]
+    client, run_id = mlflow.MlflowClient(), report["run_id"]
     metrics = {f"Eval_Test_{name}": report["test"][key] for key, name in TEST_METRICS.items()}
     if report["lexglue"]:
         metrics["Eval_Test_LexGLUE_Micro_F1"] = report["lexglue"]["micro_f1"]

@@ -1,7 +1,5 @@
-"""`TransformerModule`: a pretrained encoder with LoRA adapters (or, by `method`, the head alone or
-every weight training) as a LightningModule, its head on the mean of the token vectors (how
-all-MiniLM-L6-v2 was trained) or the blog's first token. Its settings (`MODEL_FIELDS`) are saved
-as hyper-parameters, so `load_from_checkpoint` rebuilds the module from a checkpoint alone."""
+"""`TransformerModule`: a pretrained encoder with LoRA (or, by `method`, head-only or full training)
+as a LightningModule; `MODEL_FIELDS` are its hyper-parameters, so a checkpoint alone rebuilds it."""
 
 from __future__ import annotations
 
@@ -18,9 +16,10 @@ from transformers import (
     AutoModelForSequenceClassification,
     get_linear_schedule_with_warmup,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from custom_module.config import METHODS, TrainConfig, resolve_model_path
-from custom_module.data import LexGlueDataModule
+from data import LexGlueDataModule
 
 STAGE_PREFIX = {"fit": "Train_", "validate": "Val_", "test": "Test_"}
 
@@ -32,9 +31,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 def epoch_metrics(task: str, num_labels: int, prefix: str) -> MetricCollection:
-    """Metrics accumulated over a whole split (micro-averaged if multilabel). Precision, recall
-    and F1 are of the unfair class at threshold 0.5; PR-AUC (average precision) summarises every
-    threshold at once, the fairer comparison on a 1:9 imbalance."""
+    """Metrics over a whole split (micro-averaged if multilabel), of the unfair class at 0.5; PR-AUC
+    summarises every threshold at once, the fairer comparison on a 1:9 imbalance."""
     kwargs = {"task": task, "num_labels": num_labels, "average": "micro"}  # binary: task only
     metrics = {
         "Acc": Accuracy(**kwargs),
@@ -54,9 +52,8 @@ def dropout_settings(encoder_dropout: float) -> dict[str, float]:
 def mean_pooling_encoder(
     model_path: str, num_labels: int, encoder_dropout: float
 ) -> tuple[nn.Module, nn.Dropout, nn.Linear, TaskType]:
-    """The encoder alone, and our head on the mean of its token vectors (`pooling="mean"`). The
-    head lives outside PEFT and trains in full: it starts random, so there is nothing to adapt.
-    Returns (encoder, head dropout, head, the PEFT task type of the encoder)."""
+    """(encoder, head dropout, head, PEFT task type): our head on the mean of the token vectors, as
+    all-MiniLM-L6-v2 was trained; outside PEFT, it trains in full (random: nothing to adapt)."""
     encoder = AutoModel.from_pretrained(
         model_path, add_pooling_layer=False, **dropout_settings(encoder_dropout)
     )
@@ -67,9 +64,7 @@ def mean_pooling_encoder(
 def cls_head_encoder(
     model_path: str, num_labels: int, encoder_dropout: float
 ) -> tuple[nn.Module, None, None, TaskType]:
-    """The blog's model (`pooling="cls"`): `AutoModelForSequenceClassification`, whose own head
-    reads the first token. PEFT's SEQ_CLS task trains that new head in full ("classifier": one
-    linear layer in BERT, dense + out_proj in RoBERTa), so no head of ours is needed."""
+    """The blog's model, its own head on the first token (PEFT's SEQ_CLS trains it in full)."""
     model = AutoModelForSequenceClassification.from_pretrained(
         model_path, num_labels=num_labels, **dropout_settings(encoder_dropout)
     )
@@ -79,51 +74,48 @@ def cls_head_encoder(
 HEADS = {"mean": mean_pooling_encoder, "cls": cls_head_encoder}
 POOLINGS = tuple(HEADS)
 # The `TrainConfig` fields that shape the module and its optimizer: its hyper-parameters.
-MODEL_FIELDS = ("model_name", "task", "learning_rate", "weight_decay", "warmup_ratio", "method")
-MODEL_FIELDS += ("lora_r", "lora_alpha", "lora_dropout", "encoder_dropout", "lora_target_modules")
+MODEL_FIELDS = ("pretrained_model", "num_classes", "lr", "weight_decay", "warmup_ratio", "method")
+MODEL_FIELDS += ("r", "lora_alpha", "lora_dropout", "encoder_dropout", "lora_target_modules")
 MODEL_FIELDS += ("pooling",)
 
 
 class TransformerModule(pl.LightningModule):
-    """Fine-tuning of a pretrained encoder for UNFAIR-ToS: one logit (unfair or not) for
-    `task="binary"`, one per category for `"multilabel"`. `pos_weight` (one value per logit, e.g.
-    the training split's fair/unfair ratio) counters the ~1:9 class imbalance."""
+    """Fine-tuning for UNFAIR-ToS, built as in the blog (`TransformerModule(pretrained_model,
+    num_classes=2, lr=...)`, other `MODEL_FIELDS` by name). 2 classes take one logit, P(unfair);
+    8 take one per category. `pos_weight` (per logit) counters the ~1:9 class imbalance."""
 
     def __init__(
         self,
-        num_labels: int = 1,
+        pretrained_model: str = TrainConfig.pretrained_model,
+        num_classes: int = TrainConfig.num_classes,
+        lr: float = TrainConfig.lr,
         pos_weight: Sequence[float] | None = None,
         prior_shift: Sequence[float] | None = None,
         **settings,
     ) -> None:
-        """`settings`: any of `MODEL_FIELDS`, by name; the others keep `TrainConfig`'s defaults.
-        `prior_shift` (per logit, `data.logit_shift`): what a balanced training sample added to
-        the log-odds; validation, test and `predict_step` take it off again, so a probability
-        reads at the real share of unfair clauses. The loss does not: it fits the sample."""
+        """`settings`: the other `MODEL_FIELDS`. `prior_shift` (`data.logit_shift`) is added to the
+        logits (not the loss) outside training: probabilities read at the real share of unfair."""
         super().__init__()
         unknown = set(settings) - set(MODEL_FIELDS)
         if unknown:
             raise ValueError(f"Not a setting of the module: {sorted(unknown)}; see MODEL_FIELDS.")
+        settings |= {"pretrained_model": pretrained_model, "num_classes": num_classes, "lr": lr}
         config = TrainConfig().replace(**settings)
         hparams = {name: getattr(config, name) for name in MODEL_FIELDS}
-        self.save_hyperparameters(
-            {"num_labels": num_labels, "pos_weight": pos_weight, "prior_shift": prior_shift}
-            | hparams
-        )
-        if config.task == "binary" and num_labels != 1:
-            raise ValueError("The binary task has exactly one logit: use num_labels=1.")
+        self.save_hyperparameters({"pos_weight": pos_weight, "prior_shift": prior_shift} | hparams)
+        self.task, num_labels = config.task, config.num_labels
         if config.pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {config.pooling!r}; choose one of {POOLINGS}.")
         if config.method not in METHODS:
             raise ValueError(f"Unknown method {config.method!r}; choose one of {METHODS}.")
         encoder, self.head_dropout, self.head, task_type = HEADS[config.pooling](
-            resolve_model_path(config.model_name), num_labels, config.encoder_dropout
+            resolve_model_path(config.pretrained_model), num_labels, config.encoder_dropout
         )
         if config.method == "lora":
             targets = config.lora_target_modules
             lora = LoraConfig(
                 task_type=task_type,
-                r=config.lora_r,
+                r=config.r,
                 lora_alpha=config.lora_alpha,
                 lora_dropout=config.lora_dropout,
                 target_modules=targets if isinstance(targets, str) else list(targets),
@@ -133,8 +125,7 @@ class TransformerModule(pl.LightningModule):
             for name, parameter in encoder.named_parameters():
                 parameter.requires_grad = name.startswith("classifier.")
         self.model = encoder
-        # from_pretrained returns eval-mode modules and Lightning keeps each module's mode,
-        # so without this dropout would silently stay off during training.
+        # from_pretrained returns eval mode, which Lightning keeps: dropout would stay off.
         self.model.train()
         weight = None if pos_weight is None else torch.tensor(list(pos_weight))
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
@@ -153,30 +144,33 @@ class TransformerModule(pl.LightningModule):
             pos_weight = [w**config.class_weighting for w in datamodule.pos_weight()]
         settings = {name: getattr(config, name) for name in MODEL_FIELDS}
         shift = datamodule.prior_shift()
-        return cls(datamodule.num_labels, pos_weight, shift if any(shift) else None, **settings)
+        return cls(pos_weight=pos_weight, prior_shift=shift if any(shift) else None, **settings)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits, shape (batch, num_labels)."""
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, label: torch.Tensor = None
+    ) -> SequenceClassifierOutput:
+        """The blog's call, answered as a Hugging Face model would: `.logits` (batch, num_labels)
+        and, given `label` (0/1 per clause, or per category), the `.loss` against it."""
         output = self.model(input_ids=input_ids, attention_mask=attention_mask)
         if self.head is None:  # the blog's head, inside the Hugging Face model
-            return output.logits
-        pooled = mean_pool(output.last_hidden_state, attention_mask)
-        return self.head(self.head_dropout(pooled))
+            logits = output.logits
+        else:
+            pooled = mean_pool(output.last_hidden_state, attention_mask)
+            logits = self.head(self.head_dropout(pooled))
+        loss = None if label is None else self.loss_fn(logits, label.view_as(logits).to(logits))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def _shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        labels = batch["labels"].to(logits.dtype)
-        loss = self.loss_fn(logits, labels)
+        output = self(batch["input_ids"], batch["attention_mask"], batch["labels"])
         # Training batches are the sample: scored at its odds. The rest at the real ones.
         shift = 0.0 if stage == "fit" else self.prior_shift
-        probabilities = torch.sigmoid(logits.float() + shift)
+        probabilities = torch.sigmoid(output.logits.float() + shift)
         targets = batch["labels"].int()
-        if self.hparams.task == "binary":
+        if self.task == "binary":
             probabilities, targets = probabilities.squeeze(1), targets.squeeze(1)
         metrics = self.stage_metrics[stage]
         metrics.update(probabilities, targets)
-        batch_size = len(labels)
-        prefix = STAGE_PREFIX[stage]
+        loss, batch_size, prefix = output.loss, len(targets), STAGE_PREFIX[stage]
         # Under DDP the epoch's loss is averaged over the ranks (`sync_dist`); the metrics
         # gather every rank's predictions themselves. With one device both are as they were.
         epoch = {"on_step": False, "on_epoch": True, "batch_size": batch_size}
@@ -194,15 +188,14 @@ class TransformerModule(pl.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Probabilities at the real share of unfair clauses (`prior_shift` taken off), shape
-        (batch, num_labels): P(unfair), or P(category) per category."""
-        logits = self(batch["input_ids"], batch["attention_mask"]).float()
+        """(batch, num_labels) P(unfair) or P(category), at the real share of unfair clauses."""
+        logits = self(batch["input_ids"], batch["attention_mask"]).logits.float()
         return torch.sigmoid(logits + self.prior_shift)
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         total_steps = self.trainer.estimated_stepping_batches
         scheduler = get_linear_schedule_with_warmup(
@@ -216,22 +209,19 @@ class TransformerModule(pl.LightningModule):
         return {name for name, parameter in self.named_parameters() if parameter.requires_grad}
 
     def checkpoint_state_keys(self) -> set[str]:
-        """What a checkpoint must hold: the trainable weights, plus PEFT's frozen copy of the
-        blog head (`original_module`), which is freshly random for a new task and tiny."""
+        """What checkpoints must hold: what trains, plus PEFT's frozen copy of the new blog head."""
         head_copies = {k for k in self.state_dict() if ".original_module." in k}
         return self.trainable_state_keys() | head_copies
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Drop the frozen encoder, rebuilt from `model_name` on load: with the `cpu` preset's LoRA
-        settings a checkpoint shrinks from 94 to 4.1 MB per epoch for MiniLM, 511 to 15 MB for
-        roberta-base (`benchmarks/checkpoint_size.py`). Optimizer, loop and callback states stay."""
+        """Drop the frozen encoder, rebuilt on load: with `cpu` settings a checkpoint shrinks from
+        94 to 4.1 MB for MiniLM, 511 to 15 MB for roberta-base (benchmarks/checkpoint_size.py)."""
         keep = self.checkpoint_state_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Complete an adapter-only checkpoint with the frozen weights this module was built with.
-        Loading stays strict: a missing trainable weight or an unknown one still fails, instead of
-        silently keeping a random head."""
+        """Complete an adapter-only checkpoint with this module's frozen weights; loading stays
+        strict: a missing or unknown weight fails instead of silently keeping a random head."""
         saved = checkpoint["state_dict"]
         missing = sorted(self.checkpoint_state_keys() - set(saved))
         if missing:

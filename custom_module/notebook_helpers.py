@@ -1,8 +1,5 @@
-"""What the notebooks share around their lessons: quiet library output, versions, package source
-shown where it is taught, and the results each notebook records for the tests. Nothing here
-imports the training stack at module level, so a notebook's first and last cells stay cheap."""
-
-from __future__ import annotations
+"""What the notebooks share around their lessons: quiet output, versions, source where it is taught,
+results for the tests. No training stack at module level, so first and last cells stay cheap."""
 
 import inspect
 import json
@@ -13,10 +10,8 @@ import textwrap
 import warnings
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from IPython.display import Code
+from IPython.display import Code, display
 
 PACKAGES = (
     "torch",
@@ -39,8 +34,7 @@ IGNORED_WARNINGS = (
 
 
 def quiet_library_output() -> None:
-    """Hide progress bars, tips and load reports, so notebook outputs show the results; errors
-    and other warnings still show."""
+    """Hide progress bars, tips and load reports (not errors or other warnings) in notebooks."""
     for message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
@@ -52,7 +46,6 @@ def quiet_library_output() -> None:
     # Lightning sets INFO on its package loggers itself, so name them rather than a parent.
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
     datasets.disable_progress_bars()  # e.g. "Generating train split" on a cold cache
     datasets.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()  # e.g. "classifier: newly initialized"
@@ -64,8 +57,7 @@ def environment_report() -> dict[str, str]:
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    report = {"python": platform.python_version()}
-    report.update({name: version(name) for name in PACKAGES})
+    report = {"python": platform.python_version()} | {name: version(name) for name in PACKAGES}
     report["device"] = f"{device} ({torch.get_num_threads()} CPU threads)"
     return report
 
@@ -73,23 +65,11 @@ def environment_report() -> dict[str, str]:
 def show_source(*objects) -> Code:
     """The source of functions, methods, classes or modules, syntax-highlighted."""
     parts = [textwrap.dedent(inspect.getsource(item)).rstrip() for item in objects]
-    from IPython.display import Code
-
     return Code("\n\n".join(parts), language="python")
 
 
-def show_file(path: str | Path) -> Code:
-    """A whole source file, syntax-highlighted (e.g. the models-from-code pyfunc)."""
-    from IPython.display import Code
-
-    return Code(Path(path).read_text(), language="python")
-
-
 def record_results(**values) -> None:
-    """Store `values` in the notebook's output, marked for `read_results`; the reader sees one
-    line naming them, not a JSON dump."""
-    from IPython.display import display
-
+    """Store `values` in the notebook's output for `read_results`, shown as one line naming them."""
     json.dumps(values)  # fail here, in the notebook, on a value that JSON cannot hold
     text = f"recorded for the tests: {', '.join(values)}"
     bundle = {"application/json": values, "text/plain": text}

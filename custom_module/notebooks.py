@@ -37,9 +37,7 @@ def parameters_per_notebook(notebooks: list[str], parameters: dict) -> dict[str,
         raise ValueError(
             f"{', '.join(notebooks)}: no parameter(s) {unknown}; the parameters are {known}."
         )
-    return {
-        name: {k: v for k, v in parameters.items() if k in declared[name]} for name in notebooks
-    }
+    return {n: {k: v for k, v in parameters.items() if k in declared[n]} for n in notebooks}
 
 
 def select_notebooks(prefixes: list[str] | None) -> list[str]:
@@ -53,8 +51,9 @@ def select_notebooks(prefixes: list[str] | None) -> list[str]:
 
 
 def parse_value(text: str) -> str | int | float | bool | list | dict | None:
-    """The scalar, list of scalars or dict of them by name a command-line value spells, else the
-    text; an MLflow run id (32 hex digits) stays text even when it is all digits."""
+    """The scalar, list of scalars or dict of them by name (a value may be such a dict too:
+    `max_time`) a command-line value spells, else the text; an MLflow run id (32 hex digits)
+    stays text even when it is all digits."""
     if RUN_ID.fullmatch(text):
         return text
     try:
@@ -62,12 +61,12 @@ def parse_value(text: str) -> str | int | float | bool | list | dict | None:
     except (ValueError, SyntaxError):
         return text
     scalars = (int, float, bool, str)
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        plain = [v for v in value.values() if not isinstance(v, dict)] + [
+            w for v in value.values() if isinstance(v, dict) for w in v.values()
+        ]
+        return value if all(v is None or isinstance(v, scalars) for v in plain) else text
     if isinstance(value, list) and all(isinstance(item, scalars) for item in value):
-        return value
-    if isinstance(value, dict) and all(
-        isinstance(key, str) and (item is None or isinstance(item, scalars))
-        for key, item in value.items()
-    ):
         return value
     return value if value is None or isinstance(value, scalars) else text
 
@@ -115,10 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     parameters = {name: parse_value(value) for name, value in args.parameter}
-    if args.preset:
-        parameters["preset_name"] = args.preset
-    if args.data_path:
-        parameters["data_path"] = args.data_path
+    named = {"preset_name": args.preset, "data_path": args.data_path}
+    parameters |= {name: value for name, value in named.items() if value}
     try:
         notebooks = select_notebooks(args.notebook)
         shares = parameters_per_notebook(notebooks, parameters)

@@ -1,6 +1,5 @@
-"""ONNX copies of the served classifier for CPUs. `runtime="onnx"`: fused for ONNX Runtime, with
-PyTorch's answers, faster. `runtime="onnx-int8"`: that graph quantized dynamically, so a clause's
-probability moves slightly with the clauses batched with it (docs/serving.md measures both)."""
+"""ONNX copies of the served classifier for CPUs: `onnx`, fused for ONNX Runtime, PyTorch's answers
+faster; `onnx-int8`, quantized dynamically, so a probability moves slightly with the batch."""
 
 import tempfile
 import warnings
@@ -20,22 +19,19 @@ from transformers import AutoTokenizer
 from custom_module.config import resolve_model_path
 from custom_module.module import TransformerModule
 
-# Where pyfunc_model.py (which cannot import this module) looks for each runtime's model.
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # pyfunc_model.py holds a copy
 INPUT_NAMES = ("input_ids", "attention_mask")
 # Traced on two clauses of different lengths, so the batch holds padding: on a mask of ones only,
 # the encoder's attention skips the mask altogether, and every padded batch scores wrong.
 EXAMPLE_CLAUSES = ("we may change these terms at any time without notice .", "you agree .")
-# `Attention`'s inputs by position (ONNX Runtime's com.microsoft operator).
-WEIGHTS, MASK_INDEX, ATTENTION_BIAS = 1, 3, 5
-# Largest float difference from PyTorch's logits the exported graph may show on the example.
-EXPORT_TOLERANCE = 1e-4
+WEIGHTS, MASK_INDEX, ATTENTION_BIAS = 1, 3, 5  # inputs of ONNX Runtime's `Attention`, by position
+EXPORT_TOLERANCE = 1e-4  # the largest difference from PyTorch's logits allowed on the example
 
 
 def export_onnx(merged: TransformerModule, path: Path) -> None:
     """The forward pass of `merged` (adapters merged) as an ONNX graph fused for ONNX Runtime,
     batch size and clause length free; fails if its logits differ from PyTorch's."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(merged.hparams.model_name))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(merged.hparams.pretrained_model))
     example = dict(tokenizer(list(EXAMPLE_CLAUSES), padding=True, return_tensors="pt"))
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=512)
     with warnings.catch_warnings():
@@ -52,20 +48,20 @@ def export_onnx(merged: TransformerModule, path: Path) -> None:
         )
     ir.save(fused_for_onnx_runtime(program.model), str(path))
     with torch.inference_mode():
-        expected = merged(*(example[name] for name in INPUT_NAMES)).numpy()
+        expected = merged(*(example[name] for name in INPUT_NAMES)).logits.numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {name: example[name].numpy() for name in INPUT_NAMES})[0]
     if not np.allclose(logits, expected, atol=EXPORT_TOLERANCE):
         raise RuntimeError(
-            f"The ONNX export of {merged.hparams.model_name} does not reproduce PyTorch's logits "
-            f"(largest difference {np.abs(logits - expected).max():.2g}); use runtime='torch'."
+            f"The ONNX export of {merged.hparams.pretrained_model} does not reproduce PyTorch's "
+            f"logits (largest difference {np.abs(logits - expected).max():.2g}); use "
+            "runtime='torch'."
         )
 
 
 def fused_for_onnx_runtime(model: ir.Model) -> ir.Model:
-    """`model` with ONNX Runtime's transformer fusions, each `Attention` made quantizable: the
-    quantizer needs packed QKV weights stored (the fusions concatenate them at run time), a mask
-    index (not an additive bias), and no `qkv_hidden_sizes` (equal here, the default)."""
+    """`model` with ONNX Runtime's fusions, each `Attention` quantizable: packed QKV weights stored
+    (not concatenated at run time), a mask index (not a bias), and no `qkv_hidden_sizes`."""
     model, _ = optimize_for_ort(model)
     graph = model.graph
     attentions = [node for node in graph if node.op_type == "Attention"]

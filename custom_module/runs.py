@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 
-from custom_module.checkpoints import checkpoint_paths, logged_epochs, tagged_best_epoch
+from custom_module.checkpoints import checkpoint_paths, tagged_best_epoch
 from custom_module.config import MONITOR
-from custom_module.tracking import BEST_EPOCH_TAG, get_run
+from custom_module.tracking import get_run
 
 PARENT_TAG = "mlflow.parentRunId"
 TENSORBOARD_ARTIFACTS = "tensorboard"
@@ -41,29 +41,12 @@ def epoch_table(run_id: str, names: tuple[str, ...] = EPOCH_METRICS) -> pd.DataF
         name: {m.step: round(m.value, 4) for m in client.get_metric_history(run_id, name)}
         for name in names
     }
-    table = pd.DataFrame(columns).sort_index()
-    table.index.name = "epoch"
-    return table
+    return pd.DataFrame(columns).sort_index().rename_axis("epoch")
 
 
-def logged_summary(run_id: str) -> pd.Series:
-    """What a run holds, counted: checkpoints, system metrics, parameters, tags."""
-    run = mlflow.get_run(run_id)
-    return pd.Series(
-        {
-            "status": run.info.status,
-            "epochs checkpointed": len(logged_epochs(run_id)),
-            "system metrics": sum(name.startswith("system/") for name in run.data.metrics),
-            "model metrics": sum(not name.startswith("system/") for name in run.data.metrics),
-            "parameters": len(run.data.params),
-            "best_epoch tag": run.data.tags.get(BEST_EPOCH_TAG, "missing"),
-        }
-    )
-
-
-def tensorboard_scalars(run_id: str) -> pd.DataFrame:
-    """The scalars in a run's TensorBoard event files, one row per tag: the same values in MLflow,
-    different ones, or none. The tests read it to prove the TensorBoard logger adds files only."""
+def tensorboard_scalars(run_id: str) -> pd.Series:
+    """Per scalar tag of a run's TensorBoard event files: "same values" as the MLflow metric of
+    that name, "different values", or "not in MLflow": the TensorBoard logger adds files only."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     client = mlflow.MlflowClient()
@@ -71,8 +54,7 @@ def tensorboard_scalars(run_id: str) -> pd.DataFrame:
         folder = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=TENSORBOARD_ARTIFACTS, dst_path=scratch
         )
-        events = EventAccumulator(folder)
-        events.Reload()
+        events = EventAccumulator(folder).Reload()
     rows = {}
     for tag in sorted(events.Tags()["scalars"]):
         values = [event.value for event in events.Scalars(tag)]
@@ -80,14 +62,11 @@ def tensorboard_scalars(run_id: str) -> pd.DataFrame:
         logged = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
         same = len(logged) == len(values) and np.allclose(values, logged, rtol=1e-6, atol=1e-6)
         rows[tag] = "same values" if same else "different values" if logged else "not in MLflow"
-    table = pd.Series(rows, name="MLflow metric").to_frame()
-    table.index.name = "TensorBoard scalar"
-    return table
+    return pd.Series(rows, name="MLflow metric")
 
 
 def system_metrics(run_id: str) -> pd.DataFrame:
-    """CPU and memory samples of the run, and each GPU's utilisation and memory where MLflow
-    sampled them, indexed by minutes since the first sample."""
+    """The run's CPU, memory and (where sampled) GPU series, by minutes since the first sample."""
     client, names = mlflow.MlflowClient(), dict(SYSTEM_METRICS)
     for name in sorted(get_run(run_id).data.metrics):
         gpu, _, suffix = name.removeprefix("system/gpu_").partition("_")
@@ -98,14 +77,12 @@ def system_metrics(run_id: str) -> pd.DataFrame:
         for name, label in names.items()
     }
     table = pd.DataFrame(columns).sort_index()
-    table.index = ((table.index - table.index.min()) / 60_000).round(2)
-    table.index.name = "minutes"
+    table.index = ((table.index - table.index.min()) / 60_000).round(2).rename("minutes")
     return table
 
 
 def child_runs(parent_run_id: str) -> list[Run]:
-    """The runs filed under `parent_run_id`, oldest first; LookupError for an unknown run or
-    one without children."""
+    """The runs filed under `parent_run_id`, oldest first; LookupError if none (or no such run)."""
     parent = get_run(parent_run_id)
     children = mlflow.search_runs(
         [parent.info.experiment_id],
@@ -133,25 +110,23 @@ def best_validation(run_id: str) -> tuple[int, float]:
     return best_epoch, next(m.value for m in history if m.step == best_epoch)
 
 
-def sweep_table(parent_run_id: str, parameter: str = "lora_r") -> pd.DataFrame:
-    """One row per child run, indexed by its value of the numeric setting `parameter`: its size,
-    its best epoch and its scores."""
+def sweep_table(parent_run_id: str, parameter: str = "r") -> pd.DataFrame:
+    """Per child run, by its value of the numeric setting `parameter`: size, best epoch, scores."""
     rows = []
     for run in child_runs(parent_run_id):
         run_id = run.info.run_id
         best_epoch, best_f1 = best_validation(run_id)
-        rows.append(
-            {
-                parameter: run.data.params[f"config.{parameter}"],
-                "trainable params": int(run.data.params["trainable_params"]),
-                "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
-                "best epoch": best_epoch,
-                f"best {MONITOR}": round(best_f1, 3),
-                "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
-                "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
-                "run_id": run_id,
-            }
-        )
+        row = {
+            parameter: run.data.params[f"config.{parameter}"],
+            "trainable params": int(run.data.params["trainable_params"]),
+            "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
+            "best epoch": best_epoch,
+            f"best {MONITOR}": round(best_f1, 3),
+            "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
+            "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
+            "run_id": run_id,
+        }
+        rows.append(row)
     table = pd.DataFrame(rows)
     table[parameter] = pd.to_numeric(table[parameter])  # logged as text: "8", "0.002"
     return table.set_index(parameter).sort_index()

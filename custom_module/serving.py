@@ -1,6 +1,5 @@
-"""What notebook 04 needs around `mlflow.pyfunc.log_model`: artifacts, signature, requirements,
-the champion rule (both models on the same clauses), and a local REST server. The notebook logs
-the artifacts with `pyfunc_model.py` (models from code), which cannot import this package."""
+"""What notebook 04 needs around `mlflow.pyfunc.log_model` of `pyfunc_model.py` (models from code,
+which cannot import this package): artifacts, signature, requirements, champion rule, a server."""
 
 import json
 import os
@@ -29,11 +28,11 @@ from sklearn.metrics import f1_score
 from transformers import AutoTokenizer
 
 from custom_module.config import resolve_model_path
-from custom_module.data import LABEL_NAMES
 from custom_module.evaluation import logged_report
 from custom_module.module import TransformerModule
 from custom_module.onnx_export import EXAMPLE_CLAUSES, ONNX_FILES, export_int8, export_onnx
 from custom_module.tracking import CHAMPION, run_config
+from data import LABEL_NAMES
 
 # MLflow's default (60 s) is too short for a 5,000-clause request on a 2-core CPU (~40 s idle).
 REQUEST_TIMEOUT_SECONDS = 300
@@ -44,15 +43,13 @@ SERVING_PACKAGES = {
     "torch": ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy"),
     "onnx": ("mlflow", "transformers", "pandas", "numpy", "onnxruntime"),
 }
-# How the pyfunc computes (docs/serving.md compares them); pyfunc_model.py has a batch size each.
-RUNTIMES = ("torch", "onnx", "onnx-int8")
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # how the pyfunc computes (docs/serving.md compares)
 HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
 INPUT_EXAMPLE = pd.DataFrame({"text": list(EXAMPLE_CLAUSES)})
 
 
 def pip_requirements(runtime: str = "torch") -> list[str]:
-    """Exact versions without local tags: `torch==2.13.0`, not `torch==2.13.0+cpu`, which
-    exists only on PyTorch's own index and would fail to install elsewhere."""
+    """Exact versions less local tags: `torch==2.13.0+cpu` exists only on PyTorch's own index."""
     packages = SERVING_PACKAGES["onnx" if runtime in ONNX_FILES else "torch"]
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 
@@ -68,9 +65,8 @@ def signature(task: str) -> ModelSignature:
 
 
 def export_classifier(merged: TransformerModule, folder: Path, runtime: str = "torch") -> None:
-    """What the pyfunc loads, in one folder: the merged encoder, our mean-pooling head (`HEAD_FILE`:
-    it is outside the `transformers` model), the tokenizer, and for the ONNX runtimes the ONNX
-    model. Refuses an unknown runtime or unmerged adapters before anything is written."""
+    """What the pyfunc loads, in one folder: merged encoder, our head (`HEAD_FILE`, outside the
+    `transformers` model), tokenizer, ONNX model (ONNX runtimes); checks come before any write."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {RUNTIMES}.")
     if isinstance(merged.model, PeftModel):
@@ -85,7 +81,7 @@ def export_classifier(merged: TransformerModule, folder: Path, runtime: str = "t
     if merged.head is not None:
         head = {k: v.contiguous() for k, v in merged.head.state_dict().items()}
         save_file(head, folder / HEAD_FILE)
-    tokenizer_path = resolve_model_path(merged.hparams.model_name)
+    tokenizer_path = resolve_model_path(merged.hparams.pretrained_model)
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
 
 
@@ -100,7 +96,7 @@ def export_artifacts(
     export_classifier(merged, folder / "classifier", runtime)
     settings = {"runtime": runtime, "threshold": report["threshold"], "category_names": LABEL_NAMES}
     settings |= {name: getattr(config, name) for name in ("max_length", "task", "pooling")}
-    settings |= {"model_name": config.model_name, "best_epoch": report["best_epoch"]}
+    settings |= {"pretrained_model": config.pretrained_model, "best_epoch": report["best_epoch"]}
     settings["prior_shift"] = merged.hparams.get("prior_shift")  # notebook 03, section 3.4
     (folder / "settings.json").write_text(json.dumps(settings, indent=2))
     return {"classifier": str(folder / "classifier"), "settings": str(folder / "settings.json")}
@@ -108,9 +104,8 @@ def export_artifacts(
 
 def champion_version(registered_name: str) -> ModelVersion | None:
     """The version the alias `champion` points at, or None if there is none yet."""
-    client = mlflow.MlflowClient()
     try:
-        return client.get_model_version_by_alias(registered_name, CHAMPION)
+        return mlflow.MlflowClient().get_model_version_by_alias(registered_name, CHAMPION)
     except mlflow.exceptions.MlflowException:
         return None
 

@@ -10,6 +10,7 @@ import re
 import sqlite3
 from collections.abc import Mapping, MutableMapping
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 import mlflow
 from mlflow.entities import Run
 
-from custom_module.config import TrainConfig
+from custom_module.config import TrainConfig, preset
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -32,8 +33,7 @@ CHAMPION = "champion"  # the registry alias of the served model (notebook 04)
 # Unity Catalog needs three parts; Free Edition comes with catalog `workspace`, schema `default`.
 LOCAL_MODEL_NAME = "lexglue-unfair-tos-classifier"
 UC_MODEL_NAME = "workspace.default.unfair_tos_classifier"
-# Not allowed in a Unity Catalog name (nor are more than 255 characters).
-UC_FORBIDDEN = re.compile(r"[.\s/\x00-\x1f\x7f]")
+UC_FORBIDDEN = re.compile(r"[.\s/\x00-\x1f\x7f]")  # not allowed in a Unity Catalog name
 # The one copy: scripts/stamp_repository_url.py stamps it into the README and every notebook's
 # setup cell (which runs before the clone). While it names OWNER, the Colab setup cell stops.
 REPOSITORY_URL = "https://github.com/OWNER/lexglue-lora-mlflow.git"
@@ -50,9 +50,8 @@ def on_databricks(environ: Mapping[str, str] | None = None) -> bool:
 def use_drive_store(
     mount_point: str = COLAB_DRIVE, environ: MutableMapping[str, str] | None = None
 ) -> str:
-    """On Colab, the store's URI: `MLFLOW_TRACKING_URI` if set, else a sqlite file on the learner's
-    Google Drive, set as `MLFLOW_TRACKING_URI` for every process the notebook starts. Each Colab
-    notebook runs in a runtime of its own whose disk goes with it; Drive outlives them."""
+    """On Colab, `MLFLOW_TRACKING_URI` if set, else (and then set to) a sqlite file on Google Drive:
+    each notebook runs in a runtime whose disk goes with it, and Drive outlives them."""
     environ = os.environ if environ is None else environ
     if environ.get("MLFLOW_TRACKING_URI"):
         return environ["MLFLOW_TRACKING_URI"]
@@ -67,9 +66,8 @@ def use_drive_store(
 
 
 def check_sqlite_on_drive(database: Path) -> None:
-    """Make sure the sqlite file on Drive keeps a rollback journal and takes a write lock, before
-    MLflow opens it. WAL mode fails on Drive's FUSE mount (its `-shm` index is not kept coherent,
-    other runtimes may miss commits in `-wal`), and a database once in WAL stays there."""
+    """Switch the database to a rollback journal and try its write lock, before MLflow opens it:
+    WAL fails on Drive's FUSE mount (`-shm` is not kept coherent) and, once set, persists."""
     try:
         with closing(sqlite3.connect(database, timeout=20, isolation_level=None)) as connection:
             if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
@@ -85,8 +83,7 @@ def check_sqlite_on_drive(database: Path) -> None:
 
 
 def databricks_user(tracking_uri: str = "databricks") -> str:
-    """The user name (an email address) of whoever runs this, asked of the workspace through the
-    Databricks SDK (its own authentication, or the profile of a `databricks://<profile>` URI)."""
+    """Whoever runs this, as the workspace names them (an email address), via the Databricks SDK."""
     from databricks.sdk import WorkspaceClient
 
     profile = urlparse(tracking_uri).netloc or None
@@ -109,8 +106,7 @@ def has_scheme(uri: str, scheme: str) -> bool:
 
 
 def experiment_path(name: str, tracking_uri: str, user: str | None = None) -> str:
-    """The experiment name to give MLflow for `name` under this tracking URI: Databricks
-    (`databricks`, `databricks://<profile>`) takes only absolute paths, so `/Users/<user>/name`."""
+    """`name` as this store takes it: Databricks takes only absolute paths, `/Users/<user>/name`."""
     if not name or not name.strip("/"):
         raise ValueError("The experiment name is empty; give a name such as 'lexglue-unfair-tos'.")
     if not has_scheme(tracking_uri, "databricks") or name.startswith("/"):
@@ -126,9 +122,7 @@ def registered_model_name(name: str | None = None, registry_uri: str | None = No
         return name or LOCAL_MODEL_NAME
     name = name or UC_MODEL_NAME
     parts = name.split(".")
-    valid = len(parts) == 3 and all(
-        p and len(p) <= 255 and not UC_FORBIDDEN.search(p) for p in parts
-    )
+    valid = len(parts) == 3 and all(0 < len(p) <= 255 and not UC_FORBIDDEN.search(p) for p in parts)
     if not valid or name != name.lower():
         last = (parts[-1] or "unfair_tos_classifier").lower()
         example = name.lower() if valid else f"workspace.default.{last}"
@@ -142,15 +136,10 @@ def registered_model_name(name: str | None = None, registry_uri: str | None = No
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """The argument, else `MLFLOW_TRACKING_URI`, else the workspace inside Databricks, else the
-    sqlite file at the repository root."""
-    return (
-        uri
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        # Inside Databricks a local sqlite file would hide the runs from the Experiments page.
-        or ("databricks" if on_databricks() else None)
-        or f"sqlite:///{DEFAULT_STORE}"
-    )
+    """The argument, else `MLFLOW_TRACKING_URI`, else the workspace inside Databricks (a local file
+    would hide the runs from its Experiments page), else the sqlite file at the repository root."""
+    default = "databricks" if on_databricks() else f"sqlite:///{DEFAULT_STORE}"
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
 def configure_tracking(experiment_name: str | None = None, uri: str | None = None) -> str | None:
@@ -238,3 +227,17 @@ def run_config(run_id: str) -> TrainConfig:
     # A run logged before a field was dropped (`tracking_uri`, say) still loads.
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in fields.items() if k in known})
+
+
+def run_origin(run: Run) -> dict:
+    """What a later notebook says about the run it uses, so that nobody evaluates an exercise's
+    run unawares: name, id, start (UTC), preset, and the fields changed from that preset."""
+    config = run_config(run.info.run_id)
+    own = dataclasses.asdict(preset(config.preset))
+    bookkeeping = {"run_name", "experiment_name", "data_path", "precision"}
+    fields = dataclasses.asdict(config).items()
+    changed = {k: v for k, v in fields if k not in bookkeeping and v != own[k]}
+    info = run.info
+    started = datetime.fromtimestamp(info.start_time / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    origin = {"name": info.run_name, "run_id": info.run_id, "started": started}
+    return origin | {"preset": config.preset, "changed": changed}

@@ -2,7 +2,7 @@
 
     python -m custom_module.train --preset cpu --max-epochs 3    # or --resume RUN_ID
 
-Each option is a parameter of the notebook's `parameters` cell: `--sample-size 256`."""
+Each option is a parameter of the notebook's `parameters` cell: `--debug-mode-sample 256`."""
 
 import argparse
 import contextlib
@@ -23,29 +23,25 @@ from custom_module.notebooks import NotebookFailed, declared_parameters, parse_v
 
 TRAINING_NOTEBOOK = "02_peft_training.ipynb"
 DEFAULT_OUTPUT = Path("output") / "train" / TRAINING_NOTEBOOK
-# Short spellings of the notebook's parameter names on the command line.
 ALIASES = {"preset_name": "--preset", "resume_run_id": "--resume"}
 
 
 def train(output: Path | None = None, log_output: bool = False, **parameters) -> str:
     """Execute notebook 02 with `parameters` (kept at `output` if given); return the run id."""
     with tempfile.TemporaryDirectory() as scratch:
-        path = run_notebook(
-            TRAINING_NOTEBOOK, output or Path(scratch) / TRAINING_NOTEBOOK, parameters, log_output
-        )
+        output = output or Path(scratch) / TRAINING_NOTEBOOK
+        path = run_notebook(TRAINING_NOTEBOOK, output, parameters, log_output)
         return read_results(path)["run_id"]
 
 
 def resume(run_id: str, output: Path | None = None, log_output: bool = False) -> str:
-    """Continue a run that died, from its latest checkpoint, in the same MLflow run. Optimizer,
-    scheduler, epoch counter, EarlyStopping and random states come back, so the remaining epochs
-    match an uninterrupted run and metrics keep their epoch numbering."""
+    """Continue a run that died, from its latest checkpoint, in the same MLflow run; all training
+    state comes back, so the remaining epochs match an uninterrupted run and keep their numbers."""
     return train(output, log_output, resume_run_id=run_id)
 
 
 def first_checkpointed_run(experiment_name: str, started_after_ms: int) -> str | None:
-    """A run of the experiment that started after `started_after_ms`, is still running and has
-    logged a checkpoint file; None while there is none."""
+    """A run started after `started_after_ms`, still running and with a checkpoint; else None."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
@@ -69,8 +65,7 @@ def train_then_kill(
     """Train with notebook 02's `parameters` in another process and SIGKILL it once epoch 0 is
     checkpointed, like a machine that loses power, to show resuming; the run id, still `RUNNING`."""
     command = [sys.executable, "-m", "custom_module.train", "--output", str(output)]
-    command += ["--experiment-name", experiment_name]
-    for name, value in parameters.items():
+    for name, value in {"experiment_name": experiment_name, **parameters}.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
     started = int(time.time() * 1000)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

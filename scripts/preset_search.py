@@ -43,7 +43,7 @@ CANDIDATES: dict[str, dict] = {
     "cpu preset, batch 8": {"batch_size": 8},
     # Twice the adapters' rank at the same alpha: more capacity, updates of about the same size,
     # checkpoints of about 8 MB instead of 4.
-    "cpu preset, rank 16": {"lora_r": 16, "lora_alpha": 16},
+    "cpu preset, rank 16": {"r": 16, "lora_alpha": 16},
     # The frozen encoder's dropout off: each step is cheaper, and 2 epochs underfit rather than
     # overfit (validation F1 still rose steeply after epoch 1). Then a third epoch, which its
     # cheaper steps fit into the 8-minute budget.
@@ -54,7 +54,7 @@ CANDIDATES: dict[str, dict] = {
     "cpu preset, max_length 256": {"max_length": 256},
     # Rank 16 scored below rank 8 on every seed: the other way, half the adapters' capacity (alpha
     # 8 keeps their updates' scale).
-    "cpu preset, rank 4": {"lora_r": 4, "lora_alpha": 8},
+    "cpu preset, rank 4": {"r": 4, "lora_alpha": 8},
 }
 
 

@@ -42,9 +42,9 @@ EVALUATION_NOTEBOOK = "03_checkpoint_evaluation.ipynb"
 # preset's 45-min guard would cut them short on a busy machine. docs/lexglue.md gives the command.
 MULTILABEL_TRAINING = {
     "preset_name": "cpu",
-    "task": "multilabel",
+    "num_classes": 8,
     "max_epochs": 8,
-    "config_overrides": {"class_weighting": 0.5, "max_time_minutes": 120.0},
+    "config_overrides": {"class_weighting": 0.5, "max_time": {"hours": 2}},
 }
 
 

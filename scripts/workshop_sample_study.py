@@ -1,6 +1,6 @@
 """How the `workshop` preset's training sample was chosen: one candidate, scored at the real odds.
 
-    python scripts/workshop_sample_study.py '{"sample_size": 2000, "max_epochs": 2}'
+    python scripts/workshop_sample_study.py '{"debug_mode_sample": 2000, "max_epochs": 2}'
 
 trains the `workshop` preset with these `TrainConfig` fields changed (a plain Lightning `Trainer`
 with notebook 02's early stopping, no MLflow), keeps the best epoch by validation F1, and scores
@@ -24,10 +24,10 @@ from scipy.special import expit, logit
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
 from custom_module.config import MONITOR, preset
-from custom_module.data import LexGlueDataModule
 from custom_module.evaluation import predict
 from custom_module.module import TransformerModule
 from custom_module.notebook_helpers import quiet_library_output
+from data import LexGlueDataModule
 
 
 def expected_calibration_error(truth: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
@@ -50,7 +50,7 @@ def study(overrides: dict) -> dict:
     module = TransformerModule.from_config(config, datamodule)
     folder = tempfile.mkdtemp()
     keep_best = ModelCheckpoint(folder, monitor=MONITOR, mode="max")
-    stopping = EarlyStopping(MONITOR, mode="max", patience=config.early_stopping_patience)
+    stopping = EarlyStopping(MONITOR, mode="max", patience=config.patience)
     trainer = pl.Trainer(
         max_epochs=config.max_epochs,
         callbacks=[stopping, keep_best],

@@ -14,9 +14,9 @@ import mlflow
 import pytest
 from run_layout import logged_layout
 
-from custom_module.data import data_source
 from custom_module.tracking import configure_tracking
 from custom_module.train import train
+from data import data_source
 
 # With a local copy of the data (LEXGLUE_PATH, or ../shared beside the repository) the tests
 # never reach the hub; without one (a GitHub runner) the data comes from the hub. MiniLM comes

@@ -7,12 +7,12 @@ from taught import BASELINE_F1
 
 from custom_module import baseline
 from custom_module.config import TrainConfig
-from custom_module.data import LexGlueDataModule, load_unfair_tos
+from data import LexGlueDataModule, load_unfair_tos
 
 
 def test_a_sampled_baseline_trains_and_tests_on_the_data_modules_sample():
     dataset = load_unfair_tos(None)
-    config = TrainConfig(sample_size=64, test_sample_size=100, seed=7)
+    config = TrainConfig(debug_mode_sample=64, test_sample_size=100, seed=7)
     datamodule = LexGlueDataModule(config)
     datamodule.setup()
     for split in ("train", "test"):

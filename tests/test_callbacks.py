@@ -1,5 +1,5 @@
-"""`RandomStateCallback` with CUDA (simulated: no GPU needed), `RankZeroRun`, the callback that
-keeps DDP ranks in the notebook's MLflow run, and `TorchrunDDPStrategy`."""
+"""`RandomStateCallback` with CUDA (simulated: no GPU needed), `DistributedTraining`, which keeps
+DDP ranks in the notebook's MLflow run, and `TorchrunDDPStrategy`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.trainer.connectors import accelerator_connector
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from custom_module.callbacks import RandomStateCallback, RankZeroRun, TorchrunDDPStrategy
+from custom_module.callbacks import DistributedTraining, RandomStateCallback, TorchrunDDPStrategy
 
 
 def test_cuda_random_states_are_saved_and_restored(monkeypatch):
@@ -72,7 +72,7 @@ def test_rank_zero_of_a_forked_process_joins_the_run_and_runs_the_one_monitor(
     monkeypatch.setattr(
         mlflow, "start_run", lambda **kwargs: joined.append(kwargs) or mlflow.ActiveRun(run)
     )
-    callback = RankZeroRun()
+    callback = DistributedTraining()
     callback.run_id = run.info.run_id
     callback.setup(fake_trainer(rank=1), None, "fit")
     assert joined == [] and not callback.joined  # the other ranks log nothing
@@ -90,9 +90,9 @@ def test_autolog_logs_without_threads_a_fork_could_catch_in_sqlite(monkeypatch):
 
     pool = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
     monkeypatch.setattr(autologging_client, "_AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL", pool)
-    RankZeroRun()
+    DistributedTraining()
     assert autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL is pool
-    RankZeroRun(forks=True)
+    DistributedTraining(devices=2)
     inline = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
     assert inline.submit(threading.get_ident).result() == threading.get_ident()
 
@@ -101,7 +101,7 @@ def test_rank_zero_logs_where_early_stopping_stopped(tracking_store):
     """The kernel's EarlyStopping never ran under DDP (autolog would log nothing): rank 0 logs
     the outcome under autolog's names, once."""
     with mlflow.start_run(run_name="ddp early stop") as run:
-        callback = RankZeroRun()
+        callback = DistributedTraining()
         callback.joined = True  # as after `setup` in a forked rank 0
         callback.on_fit_end(fake_trainer(rank=0, stopped_epoch=4), None)
         callback.on_fit_end(fake_trainer(rank=0, stopped_epoch=0), None)  # it never fired: none
@@ -111,7 +111,7 @@ def test_rank_zero_logs_where_early_stopping_stopped(tracking_store):
 
 def test_with_one_device_it_does_nothing(tracking_store):
     with mlflow.start_run(run_name="one device") as run:
-        callback = RankZeroRun()
+        callback = DistributedTraining()
         callback.run_id = run.info.run_id
         callback.setup(fake_trainer(rank=0), None, "fit")  # the run is active: nothing to join
         callback.on_fit_end(fake_trainer(rank=0, stopped_epoch=4), None)  # autolog logs it
@@ -123,10 +123,10 @@ def test_under_torchrun_every_rank_gets_rank_zeros_run_id(tracking_store):
     """Under torchrun rank 0 is the notebook that started the run (nothing to join); the other
     ranks' notebooks started none, and learn its id in `setup` to read the run after `fit`."""
     with mlflow.start_run(run_name="torchrun rank 0") as run:
-        rank_zero = RankZeroRun()
+        rank_zero = DistributedTraining()
         rank_zero.run_id = run.info.run_id
         rank_zero.setup(fake_trainer(rank=0), None, "fit")
-    other = RankZeroRun()  # run_id None: rank 1's notebook has no run
+    other = DistributedTraining()  # run_id None: rank 1's notebook has no run
     other.setup(fake_trainer(rank=1, rank_zero_run_id=run.info.run_id), None, "fit")
     assert (other.run_id, other.joined, rank_zero.joined) == (run.info.run_id, False, False)
 

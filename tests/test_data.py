@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from custom_module import data
+import data
 from custom_module.config import TrainConfig, preset
-from custom_module.data import (
+from data import (
     LABEL_NAMES,
     LengthBucketBatchSampler,
     LengthSortedBatchSampler,
@@ -124,14 +124,14 @@ def test_balanced_sample_is_half_unfair_and_seeded():
 
 def test_training_is_balanced_while_validation_and_test_keep_their_real_share():
     dataset = load_unfair_tos()
-    config = preset("workshop", sample_size=600)
+    config = preset("workshop", debug_mode_sample=600)
     shares = {}
     for split in ("train", "validation", "test"):
         targets = to_targets(list(dataset[split]["labels"]), "binary")
         rows = sample_rows(split, targets, config)
         assert np.array_equal(rows, sample_rows(split, targets, config))  # seeded
         shares[split] = (targets[rows].mean(), targets.mean(), len(rows))
-    assert shares["train"][0] == 0.5 and shares["train"][2] == config.sample_size
+    assert shares["train"][0] == 0.5 and shares["train"][2] == config.debug_mode_sample
     assert shares["validation"][0] == pytest.approx(shares["validation"][1], abs=1 / 800)
     assert shares["validation"][2] == 800
     assert shares["test"][2] == 1607  # test_sample_size None: every clause

@@ -68,7 +68,7 @@ def test_mixed_precision_is_bf16_only_from_compute_capability_8(cuda_card, capab
 def test_auto_preset_on_a_t4_is_the_gpu_preset_in_fp16(cuda_card):
     cuda_card((7, 5))
     config = preset("auto")
-    assert (config.preset, config.model_name, config.precision) == (
+    assert (config.preset, config.pretrained_model, config.precision) == (
         "gpu",
         "roberta-base",
         "16-mixed",

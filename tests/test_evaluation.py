@@ -18,6 +18,7 @@ from custom_module.evaluation import (
     lexglue_scores,
     log_evaluation,
     logged_report,
+    paired_bootstrap,
     recall_per_category,
 )
 from custom_module.notebook_helpers import read_results
@@ -157,3 +158,28 @@ def test_logged_report_round_trips_and_unevaluated_runs_say_so(scored, tracking_
     assert {"evaluation/report.json", "evaluation/a_figure.png"} <= artifacts
     assert not plt.fignum_exists(figure.number)  # logged figures are closed
     log_evaluation(executed["report"])  # leave the run as the notebook evaluated it
+
+
+def test_paired_bootstrap_interval_separates_a_better_model_from_an_equal_one():
+    rng = np.random.default_rng(1)
+    truth = rng.random(600) < 0.15
+    good = truth ^ (rng.random(600) < 0.05)  # wrong on 5% of the clauses
+    also_good = truth ^ (rng.random(600) < 0.05)
+    poor = truth ^ (rng.random(600) < 0.25)
+    better = paired_bootstrap(truth, good, poor)
+    expected = f1_score(truth, good) - f1_score(truth, poor)
+    assert better["difference"] == pytest.approx(expected)
+    assert 0 < better["low"] < better["difference"] < better["high"]
+    equal = paired_bootstrap(truth, good, also_good)
+    assert equal["low"] < 0 < equal["high"]
+    same = paired_bootstrap(truth, good, good)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_paired_bootstrap_resamples_the_f1_sklearn_computes():
+    """One resample of one clause set: the vectorised F1 is sklearn's, on the clauses drawn."""
+    rng = np.random.default_rng(2)
+    truth, predicted = rng.random(300) < 0.2, rng.random(300) < 0.2
+    result = paired_bootstrap(truth, predicted, np.zeros(300), resamples=1, seed=5)
+    rows = np.random.default_rng(5).integers(0, 300, (1, 300))[0]
+    assert result["low"] == pytest.approx(f1_score(truth[rows], predicted[rows]))

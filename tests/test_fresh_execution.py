@@ -66,7 +66,7 @@ def training_run():
 
 def test_fresh_run_trained_the_workshop_preset_with_the_cpu_presets_model(training_run):
     params = training_run.data.params
-    assert params["config.preset"] == "workshop" and params["config.sample_size"] == "2000"
+    assert params["config.preset"] == "workshop" and params["config.debug_mode_sample"] == "2000"
     assert int(params["trainable_params"]) == CPU_TRAINABLE_PARAMS
     assert int(params["total_params"]) == CPU_TOTAL_PARAMS
 
@@ -163,7 +163,7 @@ def test_fresh_workshop_sweep_and_resume(workshop_store):
     resumed_run = latest_finished_run("lexglue-unfair-tos-workshop")  # notebook 05's last run
     sweep_parent = mlflow.search_runs(
         [resumed_run.info.experiment_id],
-        filter_string="attributes.run_name = 'sweep lora_r'",
+        filter_string="attributes.run_name = 'sweep r'",
         output_format="list",
     )[0]
     table = sweep_table(sweep_parent.info.run_id)

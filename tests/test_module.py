@@ -12,8 +12,8 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from torch import nn
 
 from custom_module.config import ATTENTION_TARGETS, MINILM, TrainConfig, preset
-from custom_module.data import LexGlueDataModule
 from custom_module.module import MODEL_FIELDS, TransformerModule, mean_pool
+from data import LexGlueDataModule
 
 
 @pytest.fixture(scope="module")
@@ -69,27 +69,39 @@ def test_padding_a_clause_does_not_change_its_logit(smoke_parts):
     ids = torch.tensor([[101, 2057, 2089, 2689, 2122, 3408, 102]])
     padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
     with torch.no_grad():
-        alone = module(ids, torch.ones_like(ids))
-        with_padding = module(padded, (padded != 0).long())
+        alone = module(ids, torch.ones_like(ids)).logits
+        with_padding = module(padded, (padded != 0).long()).logits
     module.train()
     assert torch.allclose(alone, with_padding, atol=1e-5)
 
 
 def test_hparams_hold_the_hub_name_not_a_local_path(smoke_parts):
     module = smoke_parts[2]
-    assert module.hparams.model_name == MINILM
+    assert module.hparams.pretrained_model == MINILM
     assert "site-packages" not in str(dict(module.hparams))
 
 
 def test_multilabel_task_has_one_logit_per_category():
-    module = TransformerModule(task="multilabel", num_labels=8)
-    logits = module(torch.tensor([[101, 2023, 102]]), torch.ones(1, 3, dtype=torch.long))
+    module = TransformerModule(num_classes=8)
+    logits = module(torch.tensor([[101, 2023, 102]]), torch.ones(1, 3, dtype=torch.long)).logits
     assert logits.shape == (1, 8)
 
 
-def test_binary_task_rejects_more_than_one_logit():
-    with pytest.raises(ValueError, match="num_labels=1"):
-        TransformerModule(task="binary", num_labels=2)
+def test_the_blogs_forward_returns_the_loss_against_its_label(smoke_parts):
+    module = smoke_parts[2].eval()
+    ids, mask = (
+        torch.tensor([[101, 2023, 102], [101, 2057, 102]]),
+        torch.ones(2, 3, dtype=torch.long),
+    )
+    label = torch.tensor([1, 0])  # one class per clause, as the blog's batches hold it
+    with torch.no_grad():
+        output = module(ids, mask, label)
+    module.train()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        output.logits.squeeze(1), label.float()
+    )
+    assert output.logits.shape == (2, 1) and torch.isclose(output.loss, expected)
+    assert module(ids, mask).loss is None
 
 
 class DropoutProbe(pl.Callback):
@@ -150,7 +162,7 @@ def test_the_prior_shift_moves_every_logit_it_predicts_by_itself_and_not_the_los
     (shift,) = module.hparams.prior_shift  # the smoke preset trains on a balanced sample
     assert shift == pytest.approx(datamodule.prior_shift()[0]) and shift < -1.5
     settings = {name: getattr(config, name) for name in MODEL_FIELDS}
-    unshifted = TransformerModule(num_labels=1, **settings)
+    unshifted = TransformerModule(**settings)
     unshifted.load_state_dict(module.state_dict())
     module.eval(), unshifted.eval()
     batch = next(iter(datamodule.val_dataloader()))
@@ -218,7 +230,7 @@ def test_module_settings_are_train_config_fields_with_its_defaults():
 
 
 def test_the_module_rebuilt_from_a_config_has_that_configs_settings():
-    config = TrainConfig(lora_r=4, lora_alpha=8, learning_rate=5e-4)
+    config = TrainConfig(r=4, lora_alpha=8, lr=5e-4)
 
     class OneLabel:
         num_labels = 1
@@ -227,7 +239,7 @@ def test_the_module_rebuilt_from_a_config_has_that_configs_settings():
             return [0.0]
 
     module = TransformerModule.from_config(config, OneLabel())
-    assert (module.hparams.lora_r, module.hparams.learning_rate) == (4, 5e-4)
+    assert (module.hparams.r, module.hparams.lr) == (4, 5e-4)
 
 
 def test_head_only_trains_the_head_and_full_fine_tuning_every_weight():

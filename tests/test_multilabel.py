@@ -10,7 +10,6 @@ from sklearn.metrics import f1_score
 
 from custom_module import evaluation
 from custom_module.checkpoints import load_epoch
-from custom_module.data import LABEL_NAMES, LexGlueDataModule
 from custom_module.evaluation import (
     DEFAULT_THRESHOLD,
     binary_scores,
@@ -23,6 +22,7 @@ from custom_module.evaluation import (
 from custom_module.serving import INPUT_EXAMPLE, PYFUNC_FILE, export_artifacts, signature
 from custom_module.tracking import run_config
 from custom_module.train import train
+from data import LABEL_NAMES, LexGlueDataModule
 
 # Trains through notebook 02 (minutes): `make test-fast` leaves these out.
 pytestmark = pytest.mark.notebook
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.notebook
 
 @pytest.fixture(scope="module")
 def scored(tracking_store):
-    run_id = train(preset_name="smoke", task="multilabel", experiment_name="tests-multilabel")
+    run_id = train(preset_name="smoke", num_classes=8, experiment_name="tests-multilabel")
     return evaluate_run(run_id)
 
 
@@ -130,5 +130,5 @@ def test_read_as_binary_it_scores_the_clauses_of_the_binary_run_it_is_compared_w
 
 
 def test_a_binary_run_is_refused_with_what_to_train_instead(smoke_run_id):
-    with pytest.raises(ValueError, match="--task multilabel"):
+    with pytest.raises(ValueError, match="--num-classes 8"):
         evaluation.multilabel_test_predictions(smoke_run_id)

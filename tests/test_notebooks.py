@@ -55,6 +55,34 @@ def test_committed_outputs_show_no_warning_and_no_machine_path(name):
             assert "/home/" not in text and "/tmp/" not in text, cell["source"]
 
 
+def code_cells(name: str) -> list[dict]:
+    notebook = json.loads((NOTEBOOK_DIR / name).read_text())
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def test_the_training_notebook_runs_the_blogs_lines_without_distributed_machinery():
+    """DDP and torchrun live behind `DistributedTraining` (docs/distributed.md), not in 02."""
+    cells = ["".join(cell["source"]) for cell in code_cells("02_peft_training.ipynb")]
+    for word in ("rank", "torchrun", "WORLD_SIZE", "barrier", "fork", "nullcontext"):
+        assert not [cell for cell in cells if word in cell], word
+    (trainer,) = [cell for cell in cells if "pl.Trainer(" in cell]
+    (run,) = [cell for cell in cells if "trainer.fit(" in cell]
+    assert len(trainer.splitlines()) <= 25 and len(run.splitlines()) <= 15
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_no_cell_prints_more_than_40_lines_of_source(name):
+    for cell in code_cells(name):
+        if "show_source(" in "".join(cell["source"]):
+            (shown,) = [o["data"]["text/plain"] for o in cell["outputs"] if "data" in o]
+            assert len("".join(shown).splitlines()) <= 40, cell["source"]
+
+
+def test_the_comparison_of_methods_plots_score_against_cost():
+    outputs = [o for cell in code_cells("06_does_lora_pay.ipynb") for o in cell["outputs"]]
+    assert any("image/png" in output.get("data", {}) for output in outputs)
+
+
 def test_each_parameter_goes_to_the_notebooks_that_declare_it():
     shares = parameters_per_notebook(list(NOTEBOOKS), {"data_path": "/d", "preset_name": "cpu"})
     assert shares["01_data_exploration.ipynb"] == {"data_path": "/d"}

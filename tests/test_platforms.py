@@ -18,9 +18,10 @@ import datasets
 import huggingface_hub
 import pytest
 
-from custom_module import data, tracking
-from custom_module.data import DataSource, data_source
+import data
+from custom_module import tracking
 from custom_module.tracking import experiment_path, on_databricks, registered_model_name
+from data import DataSource, data_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER = "ada.lovelace@example.com"

@@ -21,7 +21,6 @@ from transformers import AutoConfig
 
 from custom_module import onnx_export, pyfunc_model, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
-from custom_module.data import LexGlueDataModule
 from custom_module.evaluation import logged_report, predict
 from custom_module.notebook_helpers import read_results
 from custom_module.notebooks import run_notebook
@@ -38,6 +37,7 @@ from custom_module.serving import (
     signature,
 )
 from custom_module.tracking import run_config
+from data import LexGlueDataModule
 
 REGISTERED_NAME = "tests-unfair-tos"
 CHAMPION_URI = f"models:/{REGISTERED_NAME}@champion"

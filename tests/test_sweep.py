@@ -18,12 +18,12 @@ def parent_run_id(tracking_store, tmp_path_factory) -> str:
     with mlflow.start_run(run_name="sweep") as parent:
         pass
     for rank, scores, size in ((2, [0.6, 0.7, 0.65], 1_000_000), (8, [0.62, 0.8, 0.81], 3_000_000)):
-        with mlflow.start_run(run_name=f"lora_r={rank}", parent_run_id=parent.info.run_id):
-            learning_rate = 0.002 if rank == 2 else 0.001
+        with mlflow.start_run(run_name=f"r={rank}", parent_run_id=parent.info.run_id):
+            lr = 0.002 if rank == 2 else 0.001
             mlflow.log_params(
                 {
-                    "config.lora_r": rank,
-                    "config.learning_rate": learning_rate,
+                    "config.r": rank,
+                    "config.lr": lr,
                     "trainable_params": rank * 1000,
                 }
             )
@@ -35,13 +35,13 @@ def parent_run_id(tracking_store, tmp_path_factory) -> str:
             mlflow.set_tag("best_epoch", str(best))
             mlflow.log_metric("Test_F1_Score", scores[best] - 0.05)
     with mlflow.start_run(run_name="not in the sweep"):
-        mlflow.log_param("config.lora_r", 16)
+        mlflow.log_param("config.r", 16)
     return parent.info.run_id
 
 
 def test_children_are_found_through_the_parent_tag(parent_run_id):
     names = [run.data.tags["mlflow.runName"] for run in runs.child_runs(parent_run_id)]
-    assert names == ["lora_r=2", "lora_r=8"]
+    assert names == ["r=2", "r=8"]
 
 
 def test_table_reads_each_child_at_its_best_epoch(parent_run_id):
@@ -53,7 +53,7 @@ def test_table_reads_each_child_at_its_best_epoch(parent_run_id):
 
 
 def test_table_can_be_indexed_by_any_numeric_setting_of_the_children(parent_run_id):
-    table = runs.sweep_table(parent_run_id, parameter="learning_rate")
+    table = runs.sweep_table(parent_run_id, parameter="lr")
     assert list(table.index) == [0.001, 0.002]  # read as numbers, sorted as numbers
     assert list(table["best Val_F1_Score"]) == [0.81, 0.7]
 

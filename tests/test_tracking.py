@@ -78,3 +78,19 @@ def test_system_metrics_show_each_gpus_series_where_mlflow_sampled_them(tracking
     ]
     assert table.index.tolist() == [0.0, 1.0]
     assert table["GPU 0 memory (MB)"].tolist() == [4000, 4001]
+
+
+def test_run_origin_names_the_run_and_what_it_changed_from_its_preset(tracking_store):
+    """An exercise's run (a rank of 2 on the workshop preset) says so where 03 and 04 use it."""
+    import dataclasses
+
+    from custom_module.config import preset
+    from custom_module.tracking import CONFIG_ARTIFACT, run_origin
+
+    for overrides in ({"r": 2}, {}):
+        config = preset("workshop", run_name="exercise", **overrides)
+        with mlflow.start_run(run_name="exercise") as run:
+            mlflow.log_dict(dataclasses.asdict(config), CONFIG_ARTIFACT)
+        origin = run_origin(mlflow.get_run(run.info.run_id))
+        assert (origin["name"], origin["run_id"]) == ("exercise", run.info.run_id)
+        assert (origin["preset"], origin["changed"]) == ("workshop", overrides)

@@ -1,6 +1,5 @@
-"""LexGLUE UNFAIR-ToS from the parquet files (hub or a local copy) to batches: the blog's `data.py`.
-Padded per batch and bucketed by length: on CPU about 3x faster than padding every clause to
-`max_length` (`benchmarks/padding.py` measures it)."""
+"""LexGLUE UNFAIR-ToS from parquet (hub or a local copy) to batches: the blog's `data.py`. Padded
+per batch in length buckets: ~3x faster on CPU than to `max_length` (benchmarks/padding.py)."""
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,7 +17,7 @@ from custom_module.config import TrainConfig, resolve_model_path
 
 HUB_ID = "coastalcph/lex_glue"
 # A copy beside the repository (CI machines, workshops) is used without being configured.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lex_glue"
+SHARED_DATA = Path(__file__).resolve().parents[1] / "shared" / "data" / "lex_glue"
 CONFIG_NAME = "unfair_tos"
 SPLITS = ("train", "validation", "test")
 LABEL_NAMES = (
@@ -56,8 +55,7 @@ class DataSource:
     def describe(self) -> str:
         """One line for a notebook: what will be read, and whether the hub is involved."""
         if self.local:
-            # The folder's name only: a notebook's output should not carry machine paths.
-            folder = Path(self.location).name
+            folder = Path(self.location).name  # notebook outputs should not carry machine paths
             return f"UNFAIR-ToS from a local copy ({self.origin}: .../{folder}); no hub needed."
         if self.offline:
             return (
@@ -165,10 +163,9 @@ def seeded_sample(targets: np.ndarray, size: int, seed: int, balanced: bool) -> 
 
 
 def sample_rows(split: str, targets: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """The rows of `split` a run with `config` uses: a balanced training sample (`sample_size`: it
-    learns faster from half unfair clauses), validation and test at their real share of unfair
-    clauses (stratified, or every row), so that scores read as on real text."""
-    sizes = {"train": config.sample_size, "validation": config.val_sample_size}
+    """The rows of `split` a run uses: a balanced training sample (learns faster), validation and
+    test at their real share of unfair clauses (stratified, or all): scores read as on real text."""
+    sizes = {"train": config.debug_mode_sample, "validation": config.val_sample_size}
     size = sizes.get(split, config.test_sample_size)
     if size is None:
         return np.arange(len(targets))
@@ -187,8 +184,7 @@ class EncodedClauses(Dataset):
     """Token ids and float targets of one split; items are dicts for `collate`."""
 
     def __init__(self, input_ids: list[list[int]], targets: np.ndarray | None = None) -> None:
-        self.input_ids = input_ids
-        self.targets = targets
+        self.input_ids, self.targets = input_ids, targets
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -204,10 +200,9 @@ class EncodedClauses(Dataset):
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of similar-length clauses: shuffle, sort by length within pools of
-    `pool_batches` batches, batch, shuffle the batches, seeded by `seed + epoch` (`set_epoch`), so
-    a resumed run sees the same batches. Under DDP each rank takes its share of every batch, so all
-    step equally often; a batch smaller than `world_size` is left out."""
+    """Shuffled batches of similar-length clauses (sorted within pools of `pool_batches` batches),
+    seeded by `seed + epoch` so a resumed run sees the same batches. Under DDP each rank takes its
+    share of every batch, so all step equally; a batch smaller than `world_size` is left out."""
 
     def __init__(
         self,
@@ -219,11 +214,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
     ) -> None:
         self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.pool_size = batch_size * pool_batches
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 0
+        self.batch_size, self.seed, self.pool_size = batch_size, seed, batch_size * pool_batches
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -246,16 +238,14 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 
 
 class LengthSortedBatchSampler(Sampler[list[int]]):
-    """Length-sorted batches for evaluation, so short clauses are not padded to a long one's length;
-    `order` holds the rows in the order they come out, for `restore_order`. Under DDP each rank
-    takes every `world_size`-th batch: each clause is scored once, the metrics gather them all."""
+    """Length-sorted evaluation batches (less padding); `order` is the output order, for
+    `restore_order`. Under DDP each rank takes every `world_size`-th batch: each clause once."""
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1
     ) -> None:
         self.order = np.argsort(np.asarray(lengths), kind="stable")
-        self.batch_size = batch_size
-        self.rank, self.world_size = rank, world_size
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         if len(self) == 0 and len(self.order):
             raise ValueError(f"{len(self.order)} clauses: too few batches for {world_size} ranks.")
 
@@ -275,24 +265,27 @@ class LengthSortedBatchSampler(Sampler[list[int]]):
 
 
 class LexGlueDataModule(pl.LightningDataModule):
-    """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier;
-    `sample_rows` says which rows a quick run (the blog's debug mode) keeps."""
+    """UNFAIR-ToS for a `binary` (fair vs unfair) or `multilabel` (8 categories) classifier, built
+    from a `TrainConfig` or, as in the blog, its fields by name (`max_length=128`)."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig | None = None, **fields) -> None:
         super().__init__()
-        if config.task not in TASKS:
-            raise ValueError(f"Unknown task {config.task!r}; choose one of {TASKS}.")
+        config = (config or TrainConfig()).replace(**fields)
+        if config.num_classes not in (2, len(LABEL_NAMES)):
+            raise ValueError(
+                f"num_classes={config.num_classes}: use 2 (fair vs unfair) or "
+                f"{len(LABEL_NAMES)} (one output per unfairness category)."
+            )
         self.config = config
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model_name))
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.pretrained_model))
         self.splits: dict[str, EncodedClauses] = {}
         self.texts: dict[str, list[str]] = {}
-        # Clauses x 8, whatever the task: even the binary model reports recall per category.
-        self.categories: dict[str, np.ndarray] = {}
+        self.categories: dict[str, np.ndarray] = {}  # clauses x 8 for any task: recall per category
         self.training_shift: list[float] = []  # `logit_shift` of the training sample
 
     @property
     def num_labels(self) -> int:
-        return 1 if self.config.task == "binary" else len(LABEL_NAMES)
+        return self.config.num_labels
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -300,8 +293,7 @@ class LexGlueDataModule(pl.LightningDataModule):
         config = self.config
         dataset = load_unfair_tos(config.data_path)
         for split in SPLITS:
-            texts = list(dataset[split]["text"])
-            labels = list(dataset[split]["labels"])
+            texts, labels = list(dataset[split]["text"]), list(dataset[split]["labels"])
             targets, categories = to_targets(labels, config.task), to_targets(labels, "multilabel")
             keep = sample_rows(split, targets, config)
             if split == "train":
@@ -344,9 +336,12 @@ class LexGlueDataModule(pl.LightningDataModule):
         return dict(batch)
 
     def ranks(self) -> dict[str, int]:
-        """This process's `rank` and the `world_size` under a (DDP) Trainer; rank 0 of 1 alone."""
+        """This process's `rank` and the `world_size` while a (DDP) Trainer runs; afterwards (a
+        prediction of its own, say) or alone, every row."""
         trainer = self.trainer
-        return {"rank": trainer.global_rank, "world_size": trainer.world_size} if trainer else {}
+        if trainer is None or trainer.state.status != "running":
+            return {}
+        return {"rank": trainer.global_rank, "world_size": trainer.world_size}
 
     def train_dataloader(self) -> DataLoader:
         """`config.batch_size` is the global batch: with N devices each rank takes 1/N of it."""
@@ -354,15 +349,17 @@ class LexGlueDataModule(pl.LightningDataModule):
         sampler = LengthBucketBatchSampler(
             data.lengths(), config.batch_size, config.seed, **self.ranks()
         )
-        return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
+        return DataLoader(
+            data, batch_sampler=sampler, collate_fn=self.collate, num_workers=config.num_workers
+        )
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Length-sorted batches, ~2x faster than file order on CPU; epoch metrics ignore the order,
-        and `batch_sampler.restore_order` puts predictions back in line with `self.texts[split]`."""
-        data = self.split(split)
-        batch_size = self.config.batch_size * 2
-        sampler = LengthSortedBatchSampler(data.lengths(), batch_size, **self.ranks())
-        return DataLoader(data, batch_sampler=sampler, collate_fn=self.collate)
+        """Length-sorted, ~2x faster on CPU; `batch_sampler.restore_order` restores file order."""
+        data, config = self.split(split), self.config
+        sampler = LengthSortedBatchSampler(data.lengths(), config.batch_size * 2, **self.ranks())
+        return DataLoader(
+            data, batch_sampler=sampler, collate_fn=self.collate, num_workers=config.num_workers
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("validation")

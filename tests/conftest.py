@@ -73,9 +73,11 @@ def smoke_run(smoke_run_id: str) -> mlflow.entities.Run:
 
 @pytest.fixture(scope="session", autouse=True)
 def the_repository_stays_clean() -> Iterator[None]:
-    """No test may leave a store in the repository (the learner's `mlflow.db` lives there)."""
+    """No test may leave a store or Lightning's files in the repository (the learner's
+    `mlflow.db` lives there)."""
     root = Path(__file__).resolve().parents[1]
-    before = {name for name in ("mlruns", "mlartifacts", "mlflow.db") if (root / name).exists()}
+    names = ("mlruns", "mlartifacts", "mlflow.db", "checkpoints", "lightning_logs")
+    before = {name for name in names if (root / name).exists()}
     yield
-    after = {name for name in ("mlruns", "mlartifacts", "mlflow.db") if (root / name).exists()}
+    after = {name for name in names if (root / name).exists()}
     assert after <= before, f"the tests wrote {sorted(after - before)} into {root}"

@@ -119,7 +119,7 @@ def test_block_2_trains_the_blogs_module_on_the_blogs_data_module(blog_run_id):
 
 
 @pytest.fixture(scope="module")
-def four_epoch_run_id(tracking_store) -> str:
+def four_epoch_run_id(tracking_store, tmp_path_factory) -> str:
     """A run with checkpoints of epochs 0 to 3, which block 3 loads epoch 3 of: block 2's
     `fast_dev_run` trains one batch and checkpoints nothing, so this run trains 4 short epochs."""
     from pytorch_lightning import Trainer
@@ -135,7 +135,8 @@ def four_epoch_run_id(tracking_store) -> str:
         max_epochs=4,
     )
     mlflow.pytorch.autolog(checkpoint_save_best_only=False)
-    trainer = Trainer(max_epochs=4, logger=False, enable_progress_bar=False)
+    root = tmp_path_factory.mktemp("four-epochs")  # autolog keeps the checkpoints, not Lightning
+    trainer = Trainer(max_epochs=4, logger=False, enable_checkpointing=False, default_root_dir=root)
     with mlflow.start_run(run_name="four short epochs") as run:
         trainer.fit(
             TransformerModule(pretrained_model=config.pretrained_model), LexGlueDataModule(config)

@@ -61,7 +61,7 @@ class DistributedTraining(pl.Callback):
     (`devices` > 1 in a kernel) do not inherit the active run (MLflow >= 2.18): rank 0 joins it
     in `setup`, runs the one system-metrics monitor in `fit`, and logs EarlyStopping's outcome
     (the ranks ran it, not autolog's copy). Under torchrun every rank executes the notebook:
-    rank 0 starts the run, the others join it with autolog off, so they log nothing twice."""
+    rank 0 starts the run and logs; the others read it (`start_run`)."""
 
     def __init__(self, devices: int = 1) -> None:
         self.devices, self.torchrun = devices, "LOCAL_WORLD_SIZE" in os.environ
@@ -89,8 +89,9 @@ class DistributedTraining(pl.Callback):
 
     @contextlib.contextmanager
     def start_run(self, **kwargs) -> Iterator[mlflow.ActiveRun]:
-        """`mlflow.start_run(**kwargs)` on rank 0; torchrun's other ranks join that run with
-        autolog off. On exit rank 0 ends the run before the others read it."""
+        """`mlflow.start_run(**kwargs)`; under torchrun on rank 0 only, every rank getting its
+        run. The others log to a shadow run (deleted on exit), autolog off: rank 0's run gets
+        each value once, and no two processes write to it at the same time."""
         if not self.torchrun:
             monitor = False if self.forks else None  # forked ranks: rank 0 samples in `fit`
             with mlflow.start_run(log_system_metrics=monitor, **kwargs) as run:
@@ -102,18 +103,18 @@ class DistributedTraining(pl.Callback):
         cpu = torch.distributed.new_group(backend="gloo")  # for the run id, a CPU object
         run_id = [mlflow.start_run(**kwargs).info.run_id if self.rank == 0 else None]
         torch.distributed.broadcast_object_list(run_id, group=cpu)
-        if self.rank > 0:
-            mlflow.pytorch.autolog(disable=True)
-            mlflow.start_run(run_id=run_id[0], log_system_metrics=False)
         self.run_id, status = run_id[0], "FAILED"
+        if self.rank > 0:  # what the notebook logs here goes to a shadow run, deleted at the end
+            mlflow.pytorch.autolog(disable=True)
+            shadow = mlflow.start_run(run_name=f"rank {self.rank}", log_system_metrics=False)
         try:
-            yield mlflow.active_run()
+            yield mlflow.get_run(self.run_id)  # rank 0's run, on every rank
             status = "FINISHED"
         finally:
-            if self.rank == 0:
-                mlflow.end_run(status)
-            torch.distributed.barrier(group=cpu)  # the others end the run as rank 0 did
-            mlflow.end_run(mlflow.get_run(self.run_id).info.status)
+            mlflow.end_run(status)
+            if self.rank > 0:
+                mlflow.delete_run(shadow.info.run_id)
+            torch.distributed.barrier(group=cpu)  # the others read the run once rank 0 ended it
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.run_id = trainer.strategy.broadcast(self.run_id)  # rank 0's, on every rank

@@ -54,9 +54,11 @@ def best_epoch(run_id: str, monitor: str = MONITOR) -> int:
 
 
 def tag_best_epoch(run_id: str, monitor: str = MONITOR) -> int:
-    """Record the best epoch as the tag `best_epoch` (training does, once) and return it."""
+    """Record the best epoch as the tag `best_epoch` (training does, once) and return it; under
+    torchrun only rank 0, whose active run it is, writes the tag."""
     epoch = best_epoch(run_id, monitor)
-    mlflow.MlflowClient().set_tag(run_id, BEST_EPOCH_TAG, str(epoch))
+    if mlflow.active_run() is None or mlflow.active_run().info.run_id == run_id:
+        mlflow.MlflowClient().set_tag(run_id, BEST_EPOCH_TAG, str(epoch))
     return epoch
 
 

@@ -145,7 +145,9 @@ def four_epoch_run_id(tracking_store, tmp_path_factory) -> str:
     return run.info.run_id
 
 
-def test_block_3_loads_epoch_3_and_predicts_probabilities_from_raw_tokens(four_epoch_run_id):
+def test_block_3_loads_epoch_3_and_predicts_probabilities_from_raw_tokens(
+    four_epoch_run_id, tmp_path, monkeypatch
+):
     from datasets import Dataset
     from pytorch_lightning import Trainer
     from torch.utils.data import DataLoader
@@ -154,6 +156,7 @@ def test_block_3_loads_epoch_3_and_predicts_probabilities_from_raw_tokens(four_e
     from custom_module.module import TransformerModule
 
     train_config = TrainConfig(pretrained_model=PRETRAINED_MODEL)
+    monkeypatch.chdir(tmp_path)  # `Trainer()` writes lightning_logs/ into the working folder
 
     mlflow.pytorch.autolog(disable=True)
 

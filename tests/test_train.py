@@ -110,7 +110,7 @@ def test_load_checkpoint_of_epoch_0_gives_a_working_model(smoke_run_id):
     model = mlflow.pytorch.load_checkpoint(TransformerModule, smoke_run_id, epoch=0)
     model.eval()
     with torch.no_grad():
-        logits = model(torch.tensor([[101, 2057, 2089, 2644, 102]]), torch.ones(1, 5).long())
+        logits = model(torch.tensor([[101, 2057, 2089, 2644, 102]]), torch.ones(1, 5).long()).logits
     assert logits.shape == (1, 1) and torch.isfinite(logits).all()
 
 

@@ -283,10 +283,6 @@ class LexGlueDataModule(pl.LightningDataModule):
         self.categories: dict[str, np.ndarray] = {}  # clauses x 8 for any task: recall per category
         self.training_shift: list[float] = []  # `logit_shift` of the training sample
 
-    @property
-    def num_labels(self) -> int:
-        return self.config.num_labels
-
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from IPython import get_ipython
 from IPython.display import display
+from mlflow.entities import Run
 from mlflow.utils.autologging_utils import client as autologging_client
 from pytorch_lightning.strategies import DDPStrategy
 
@@ -88,7 +89,7 @@ class DistributedTraining(pl.Callback):
         return kwargs | {"use_distributed_sampler": False}
 
     @contextlib.contextmanager
-    def start_run(self, **kwargs) -> Iterator[mlflow.ActiveRun]:
+    def start_run(self, **kwargs) -> Iterator[Run]:
         """`mlflow.start_run(**kwargs)`; under torchrun on rank 0 only, every rank getting its
         run. The others log to a shadow run (deleted on exit), autolog off: rank 0's run gets
         each value once, and no two processes write to it at the same time."""

@@ -110,14 +110,15 @@ def paired_bootstrap(
     """F1 of `flags` minus F1 of `other` (0/1 per clause), and its paired 95% bootstrap interval:
     one that excludes 0 is a difference this split can tell from luck."""
     truth, flags, other = (np.asarray(a).astype(bool) for a in (truth, flags, other))
+    every = np.arange(len(truth))[None]  # the split itself, beside its resamples
     rows = np.random.default_rng(seed).integers(0, len(truth), (resamples, len(truth)))
 
-    def f1(answers: np.ndarray) -> np.ndarray:  # per resample: 2 TP / (2 TP + FP + FN)
+    def f1(answers: np.ndarray, rows: np.ndarray) -> np.ndarray:  # 2 TP / (2 TP + FP + FN)
         hits = (answers & truth)[rows].sum(axis=1)
         return 2 * hits / np.maximum(answers[rows].sum(axis=1) + truth[rows].sum(axis=1), 1)
 
-    low, high = np.percentile(f1(flags) - f1(other), [2.5, 97.5])
-    point = f1_score(truth, flags, zero_division=0) - f1_score(truth, other, zero_division=0)
+    low, high = np.percentile(f1(flags, rows) - f1(other, rows), [2.5, 97.5])
+    point = (f1(flags, every) - f1(other, every))[0]
     return {"difference": float(point), "low": float(low), "high": float(high)}
 
 

@@ -21,6 +21,11 @@ ALL_LINEAR_TARGETS = (
 # and BERT's pooler, which the [CLS] head reads (MiniLM was tuned for mean pooling: it must adapt).
 ATTENTION_TARGETS = r".*(encoder\.layer\.\d+\.attention\.self\.(query|key|value)|pooler\.dense)"
 METHODS = ("lora", "head", "full")  # what trains: adapters and head, the head alone, every weight
+# The served model's input example, and what the ONNX export is traced on: two clauses of
+# different lengths, so the batch holds padding (on a mask of ones only, the encoder's attention
+# skips the mask altogether, and every padded batch would score wrong).
+EXAMPLE_CLAUSES = ("we may change these terms at any time without notice .", "you agree .")
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # pyfunc_model.py has a copy
 DEVICE_MIXED_PRECISION = "device-mixed"  # `preset` picks fp16 or bf16 for the GPU at hand
 
 

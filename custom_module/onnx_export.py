@@ -16,14 +16,10 @@ from onnxscript.optimizer import fold_constants
 from onnxscript.rewriter.ort_fusions import optimize_for_ort
 from transformers import AutoTokenizer
 
-from custom_module.config import resolve_model_path
+from custom_module.config import EXAMPLE_CLAUSES, resolve_model_path
 from custom_module.module import TransformerModule
 
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # pyfunc_model.py holds a copy
 INPUT_NAMES = ("input_ids", "attention_mask")
-# Traced on two clauses of different lengths, so the batch holds padding: on a mask of ones only,
-# the encoder's attention skips the mask altogether, and every padded batch scores wrong.
-EXAMPLE_CLAUSES = ("we may change these terms at any time without notice .", "you agree .")
 WEIGHTS, MASK_INDEX, ATTENTION_BIAS = 1, 3, 5  # inputs of ONNX Runtime's `Attention`, by position
 EXPORT_TOLERANCE = 1e-4  # the largest difference from PyTorch's logits allowed on the example
 

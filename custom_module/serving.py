@@ -27,10 +27,9 @@ from safetensors.torch import save_file
 from sklearn.metrics import f1_score
 from transformers import AutoTokenizer
 
-from custom_module.config import resolve_model_path
+from custom_module.config import EXAMPLE_CLAUSES, ONNX_FILES, resolve_model_path
 from custom_module.evaluation import logged_report
 from custom_module.module import TransformerModule
-from custom_module.onnx_export import EXAMPLE_CLAUSES, ONNX_FILES, export_int8, export_onnx
 from custom_module.tracking import CHAMPION, run_config
 from data import LABEL_NAMES
 
@@ -77,6 +76,13 @@ def export_classifier(merged: TransformerModule, folder: Path, runtime: str = "t
     folder.mkdir(parents=True, exist_ok=True)
     merged.model.save_pretrained(folder)
     if runtime in ONNX_FILES:
+        try:  # the extra `onnx`, which a slim install (Databricks) may leave out
+            from custom_module.onnx_export import export_int8, export_onnx
+        except ModuleNotFoundError as missing:
+            raise ModuleNotFoundError(
+                f"runtime={runtime!r} needs {missing.name}: pip install "
+                "'lexglue-lora-mlflow[onnx]' (or -e '.[onnx]')"
+            ) from None
         (export_onnx if runtime == "onnx" else export_int8)(merged, folder / ONNX_FILES[runtime])
     if merged.head is not None:
         head = {k: v.contiguous() for k, v in merged.head.state_dict().items()}

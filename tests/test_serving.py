@@ -21,6 +21,7 @@ from transformers import AutoConfig
 
 from custom_module import onnx_export, pyfunc_model, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
+from custom_module.config import ONNX_FILES
 from custom_module.evaluation import logged_report, predict
 from custom_module.notebook_helpers import read_results
 from custom_module.notebooks import run_notebook
@@ -100,7 +101,7 @@ def assert_same_predictions(answer: pd.DataFrame, expected: pd.DataFrame) -> Non
 def test_the_pyfunc_file_agrees_with_the_package_it_cannot_import():
     # pyfunc_model.py runs without this repository, so it repeats these names: they must match.
     assert set(BATCH_SIZES) == set(serving.RUNTIMES)
-    assert pyfunc_model.ONNX_FILES == onnx_export.ONNX_FILES
+    assert pyfunc_model.ONNX_FILES == ONNX_FILES
     assert pyfunc_model.HEAD_FILE == serving.HEAD_FILE
 
 

@@ -1,5 +1,6 @@
 # `make lab` opens the notebooks in JupyterLab, `make ui` the MLflow UI on the runs they logged,
-# `make tutorial` runs the notebooks in batch, `make test` runs every check.
+# `make serve` the champion model over REST, `make tutorial` runs the notebooks in batch,
+# `make test` runs every check.
 # Each sets up .venv on first use. The data comes from the Hugging Face hub unless a local copy
 # is configured: LEXGLUE_PATH, or a copy at ../shared/data/lex_glue.
 
@@ -15,7 +16,7 @@ ifneq ($(strip $(LEXGLUE_PATH)),)
 export HF_DATASETS_OFFLINE ?= 1
 endif
 
-.PHONY: setup lab ui tutorial notebooks test test-fast lint test-package test-notebooks-02-04-06 test-notebooks-01-05
+.PHONY: setup lab ui serve tutorial notebooks test test-fast lint test-package test-notebooks-02-04-06 test-notebooks-01-05
 
 setup: $(VENV)/.installed
 
@@ -28,10 +29,17 @@ PYTHON3 ?= python3
 NEEDS_311 = import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
 	f"This tutorial needs Python 3.11 or newer; $(PYTHON3) is {sys.version.split()[0]}. " \
 	"Install one and run make PYTHON3=python3.11 (or newer).")
+#
+# TORCH=cpu: PyTorch's CPU build from its own index (about 200 MB) instead of PyPI's default,
+# which on Linux is a CUDA build (about 900 MB, and 2-3 GB of NVIDIA libraries with it).
+TORCH ?=
+TORCH_PIN := $(shell grep '^torch==' requirements.txt)
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON3) -c '$(NEEDS_311)'
 	$(PYTHON3) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(if $(filter cpu,$(TORCH)),$(PYTHON) -m pip install --quiet $(TORCH_PIN) \
+		--index-url https://download.pytorch.org/whl/cpu)
 	$(PYTHON) -m pip install --quiet --no-compile -r requirements-dev.txt -e .
 	$(PYTHON) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
@@ -48,11 +56,24 @@ lab: setup
 # The MLflow UI on the store the notebooks log to (the repository's mlflow.db, or the
 # MLFLOW_TRACKING_URI you set), on 127.0.0.1 only. Job execution is off: the UI only reads, and
 # would otherwise start huey consumers that outlive it.
+# Port 5050, not MLflow's 5000, which macOS's AirPlay Receiver holds; a taken port is said first.
 UI_STORE ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
-UI_PORT ?= 5000
+UI_PORT ?= 5050
+PORT_FREE = import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", $(1))) \
+	and 0 or "Port $(1) is taken by another program: make $@ $(2)=<another port>")
 ui: setup
+	@$(PYTHON) -c '$(call PORT_FREE,$(UI_PORT),UI_PORT)'
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PYTHON) -m mlflow ui \
 		--backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# The registry's champion (notebook 04) over REST on 127.0.0.1:$(SERVE_PORT)/invocations, from the
+# same store. `mlflow models serve` starts `uvicorn` by name: the venv's bin goes on PATH first.
+SERVE_MODEL ?= models:/lexglue-unfair-tos-classifier@champion
+SERVE_PORT ?= 5001
+serve: setup
+	@$(PYTHON) -c '$(call PORT_FREE,$(SERVE_PORT),SERVE_PORT)'
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=$(UI_STORE) $(VENV)/bin/mlflow models \
+		serve -m "$(SERVE_MODEL)" --env-manager local -h 127.0.0.1 -p $(SERVE_PORT) -w 1
 
 # Execute notebooks 01-06 with papermill into output/ (default preset: the notebooks' workshop).
 tutorial: setup

@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sqlite3
-from collections.abc import Mapping, MutableMapping
-from contextlib import closing
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,49 +35,11 @@ UC_FORBIDDEN = re.compile(r"[.\s/\x00-\x1f\x7f]")  # not allowed in a Unity Cata
 # The one copy: scripts/stamp_repository_url.py stamps it into the README and every notebook's
 # setup cell (which runs before the clone). While it names OWNER, the Colab setup cell stops.
 REPOSITORY_URL = "https://github.com/OWNER/lexglue-lora-mlflow.git"
-# Colab: where its examples mount Google Drive, and the store's folder in the learner's Drive.
-COLAB_DRIVE = "/content/drive"
-DRIVE_STORE_FOLDER = "MyDrive/lexglue-lora-mlflow"
 
 
 def on_databricks(environ: Mapping[str, str] | None = None) -> bool:
     """True inside a Databricks notebook or job: its runtime sets `DATABRICKS_RUNTIME_VERSION`."""
     return bool((os.environ if environ is None else environ).get("DATABRICKS_RUNTIME_VERSION"))
-
-
-def use_drive_store(
-    mount_point: str = COLAB_DRIVE, environ: MutableMapping[str, str] | None = None
-) -> str:
-    """On Colab, `MLFLOW_TRACKING_URI` if set, else (and then set to) a sqlite file on Google Drive:
-    each notebook runs in a runtime whose disk goes with it, and Drive outlives them."""
-    environ = os.environ if environ is None else environ
-    if environ.get("MLFLOW_TRACKING_URI"):
-        return environ["MLFLOW_TRACKING_URI"]
-    from google.colab import drive
-
-    drive.mount(mount_point)
-    database = Path(mount_point, DRIVE_STORE_FOLDER, "mlflow.db")
-    database.parent.mkdir(parents=True, exist_ok=True)
-    check_sqlite_on_drive(database)
-    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
-    return environ["MLFLOW_TRACKING_URI"]
-
-
-def check_sqlite_on_drive(database: Path) -> None:
-    """Switch the database to a rollback journal and try its write lock, before MLflow opens it:
-    WAL fails on Drive's FUSE mount (`-shm` is not kept coherent) and, once set, persists."""
-    try:
-        with closing(sqlite3.connect(database, timeout=20, isolation_level=None)) as connection:
-            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                connection.execute("PRAGMA journal_mode = DELETE")
-            connection.execute("BEGIN IMMEDIATE")  # the write lock MLflow will take
-            connection.execute("ROLLBACK")
-    except sqlite3.Error as error:
-        raise RuntimeError(
-            f"SQLite cannot use the MLflow store on Google Drive ({database}): {error}. Set "
-            "MLFLOW_TRACKING_URI to a tracking server (or `databricks`) before the setup cell, "
-            "or move the file aside on Drive if it is damaged."
-        ) from error
 
 
 def databricks_user(tracking_uri: str = "databricks") -> str:

@@ -143,15 +143,6 @@ def test_evaluation_and_serving_do_not_import_the_training_code():
     assert "custom_module.train" not in imported  # ... but not the training code
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_setup_cell_acts_on_colab_and_databricks_only(name):
-    notebook = json.loads((NOTEBOOK_DIR / name).read_text())
-    setup = "".join(next(c for c in notebook["cells"] if c["cell_type"] == "code")["source"])
-    assert 'if "COLAB_RELEASE_TAG" in os.environ' in setup  # Colab's own variable
-    assert 'if "DATABRICKS_RUNTIME_VERSION" in os.environ' in setup
-    assert "git clone" in setup and "sys.path.insert" in setup
-
-
 def test_the_refresh_trains_the_multilabel_run_only_when_the_store_has_none(monkeypatch):
     trained = []
     monkeypatch.setattr(refresh_notebooks, "train", lambda **parameters: trained.append(parameters))

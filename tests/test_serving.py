@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from custom_module.serving import (
 from custom_module.tracking import run_config
 from data import LexGlueDataModule
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REGISTERED_NAME = "tests-unfair-tos"
 CHAMPION_URI = f"models:/{REGISTERED_NAME}@champion"
 
@@ -358,3 +360,41 @@ def test_long_clause_is_truncated_and_big_requests_are_answered(server, clauses)
         server, {"dataframe_split": {"columns": ["text"], "data": [[c] for c in many]}}
     )
     assert status == 200 and len(answer["predictions"]) == 5000
+
+
+def documented_serve_commands() -> list[str]:
+    """The `make serve` lines of docs/serving.md and notebook 04's "Serve it over REST"."""
+    notebook = json.loads((REPO_ROOT / "notebooks" / "04_pyfunc_serving.ipynb").read_text())
+    texts = [(REPO_ROOT / "docs" / "serving.md").read_text()]
+    texts += ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown"]
+    lines = [line.split("#")[0].strip() for text in texts for line in text.splitlines()]
+    return sorted({line for line in lines if line.startswith("make serve")})
+
+
+def test_the_serving_commands_are_documented_as_make_serve():
+    assert documented_serve_commands() == ["make serve"]
+
+
+@pytest.mark.slow
+def test_make_serve_as_documented_answers_a_request_without_the_venv_activated(logged):
+    """`make serve` from the repository's root, its venv's bin not on PATH (the shell a newcomer
+    has), pointed at this test's store and model; then the documented request."""
+    port = serving.free_port()
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    overrides = [f"SERVE_MODEL={CHAMPION_URI}", f"SERVE_PORT={port}"]
+    overrides.append(f"UI_STORE={mlflow.get_tracking_uri()}")
+    command = [*documented_serve_commands()[0].split(), "--no-print-directory", *overrides]
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env={**os.environ, "PATH": path}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            serving.wait_until_ready(f"http://127.0.0.1:{port}", process, 180, Path(log.name))
+            payload = {"inputs": ["we may change these terms at any time ."]}
+            status, answer = post(f"http://127.0.0.1:{port}", payload)
+        finally:
+            serving.stop_process_group(process)
+    assert status == 200, answer
+    assert answer["predictions"][0]["label"] in {"fair", "unfair"}

@@ -91,3 +91,41 @@ def test_setup_stops_on_an_older_python_before_creating_anything(tmp_path):
     assert result.returncode != 0
     assert "3.11" in result.stderr and "3.10.12" in result.stderr
     assert not (repo / ".venv").exists()
+
+
+def test_make_ui_says_which_port_is_taken_before_starting_anything(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
+        (tmp_path / ".venv" / "bin").mkdir(parents=True)
+        (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
+        for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+            (tmp_path / name).touch()
+        (tmp_path / ".venv" / ".installed").touch()  # set up: newer than what it installs
+        result = subprocess.run(
+            ["make", "-s", "-C", str(tmp_path), "ui", f"UI_PORT={port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert f"Port {port} is taken by another program: make ui UI_PORT=<another port>" in (
+        result.stderr
+    )
+
+
+def test_the_ci_workflow_uses_current_actions_and_colabs_python_too():
+    import yaml
+
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    for step in (s for s in steps if "uses" in s):
+        action, major = step["uses"].split("@v")
+        assert int(major) >= 6, f"{action} v{major} runs on Node 20, which runners dropped"
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["cancel-in-progress"] is True
+    versions = workflow["jobs"]["unit"]["strategy"]["matrix"]["python-version"]
+    assert {"3.11", "3.13"} <= set(versions)
+    assert "make test " in workflow["jobs"]["full"]["steps"][-1]["run"] + " "

@@ -30,8 +30,8 @@ NEEDS_311 = import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
 	f"This tutorial needs Python 3.11 or newer; $(PYTHON3) is {sys.version.split()[0]}. " \
 	"Install one and run make PYTHON3=python3.11 (or newer).")
 #
-# TORCH=cpu: PyTorch's CPU build from its own index (about 200 MB) instead of PyPI's default,
-# which on Linux is a CUDA build (about 900 MB, and 2-3 GB of NVIDIA libraries with it).
+# TORCH=cpu: PyTorch's CPU build from its own index instead of PyPI's default, which on Linux is
+# a CUDA build several GB large with its NVIDIA libraries (the README gives the sizes).
 TORCH ?=
 TORCH_PIN := $(shell grep '^torch==' requirements.txt)
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml

@@ -35,6 +35,7 @@ UC_FORBIDDEN = re.compile(r"[.\s/\x00-\x1f\x7f]")  # not allowed in a Unity Cata
 # The one copy: scripts/stamp_repository_url.py stamps it into the README and every notebook's
 # setup cell (which runs before the clone). While it names OWNER, the Colab setup cell stops.
 REPOSITORY_URL = "https://github.com/OWNER/lexglue-lora-mlflow.git"
+UI_ADDRESS = "http://127.0.0.1:5050"  # where `make ui` serves a local store (its UI_PORT)
 
 
 def on_databricks(environ: Mapping[str, str] | None = None) -> bool:
@@ -58,6 +59,22 @@ def databricks_user(tracking_uri: str = "databricks") -> str:
     if not user:
         raise RuntimeError("Databricks answered without a user name; give an absolute path.")
     return user
+
+
+def run_url(run: Run, tracking_uri: str | None = None) -> str:
+    """Where the MLflow UI shows `run`: the tracking server's page, the Databricks workspace's,
+    or, for a local store, the address `make ui` serves it on."""
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    page = f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    if has_scheme(uri, "databricks"):  # the host set, a notebook's own, else the profile's
+        from databricks.sdk import WorkspaceClient
+        from mlflow.utils.databricks_utils import get_workspace_url
+
+        host = os.environ.get("DATABRICKS_HOST") or get_workspace_url()
+        host = host or WorkspaceClient(profile=urlparse(uri).netloc or None).config.host
+        return f"{host.rstrip('/')}/ml/{page}"
+    base = uri if urlparse(uri).scheme in ("http", "https") else UI_ADDRESS
+    return f"{base.rstrip('/')}/#/{page}"
 
 
 def has_scheme(uri: str, scheme: str) -> bool:

@@ -31,7 +31,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 COLAB_CONSTRAINTS = REPOSITORY / "constraints" / "colab.txt"
 COLAB_EXTRAS = "batch,onnx"  # 05 and 06 run notebook 02 in papermill kernels
 # Databricks serverless: no JupyterLab or papermill (docs/platforms.md: 05 and 06 run elsewhere),
-# and PyTorch's CPU build (about 200 MB) where the workspace reaches its index.
+# and PyTorch's CPU build (a 192 MB wheel) where the workspace reaches its index.
 DATABRICKS_EXTRAS = "onnx"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 COLAB_DRIVE = "/content/drive"
@@ -110,6 +110,7 @@ def restart(changed: list[str]) -> None:
     """Restart Python: modules already loaded would mix old and new versions."""
     print(f"Restarting Python, as the install changed what it had loaded: {', '.join(changed)}.")
     print("Run this cell again once it has restarted (the install is kept), then the rest.")
+    sys.stdout.flush()  # the kernel's output thread sends it before the process goes
     namespace = get_ipython().user_ns
     if "dbutils" in namespace:  # Databricks
         namespace["dbutils"].library.restartPython()

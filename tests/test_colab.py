@@ -112,6 +112,14 @@ def test_off_colab_and_databricks_the_setup_cell_does_nothing(monkeypatch, tmp_p
     assert ColabShell().run(setup_source(NOTEBOOK_DIR / NOTEBOOKS[0])).calls == []
 
 
+def test_the_setup_takes_torchs_range_from_pyproject_and_knows_an_installed_clone():
+    import platform_setup
+
+    assert platform_setup.torch_range().split(">")[0].split("<")[0] == "torch"
+    assert platform_setup.torch_range() in (REPO_ROOT / "pyproject.toml").read_text()
+    assert platform_setup.installed_here()  # this checkout is installed in this interpreter
+
+
 def stamp(root: Path, *arguments: str) -> subprocess.CompletedProcess:
     script = REPO_ROOT / "scripts" / "stamp_repository_url.py"
     command = [sys.executable, str(script), "--root", str(root), *arguments]

@@ -94,3 +94,29 @@ def test_run_origin_names_the_run_and_what_it_changed_from_its_preset(tracking_s
         origin = run_origin(mlflow.get_run(run.info.run_id))
         assert (origin["name"], origin["run_id"]) == ("exercise", run.info.run_id)
         assert (origin["preset"], origin["changed"]) == ("workshop", overrides)
+
+
+def test_run_url_points_at_the_page_of_the_run_wherever_the_store_is(tracking_store, monkeypatch):
+    from custom_module import tracking
+
+    with mlflow.start_run() as run:
+        pass
+    held = mlflow.get_run(run.info.run_id)
+    page = f"experiments/{held.info.experiment_id}/runs/{held.info.run_id}"
+    # A local store: where `make ui` serves it, on the Makefile's port.
+    port = next(
+        line
+        for line in (REPO_ROOT / "Makefile").read_text().splitlines()
+        if line.startswith("UI_PORT ?=")
+    )
+    assert f"http://127.0.0.1:{port.split('=')[1].strip()}" == tracking.UI_ADDRESS
+    assert tracking.run_url(held) == f"{tracking.UI_ADDRESS}/#/{page}"
+    # A tracking server: its own address.
+    assert tracking.run_url(held, "https://mlflow.example.com/") == (
+        f"https://mlflow.example.com/#/{page}"
+    )
+    # Databricks: the workspace's host.
+    monkeypatch.setenv("DATABRICKS_HOST", "https://dbc-1234.cloud.databricks.com/")
+    assert tracking.run_url(held, "databricks") == (
+        f"https://dbc-1234.cloud.databricks.com/ml/{page}"
+    )

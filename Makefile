@@ -59,8 +59,8 @@ lab: setup
 # Port 5050, not MLflow's 5000, which macOS's AirPlay Receiver holds; a taken port is said first.
 UI_STORE ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 UI_PORT ?= 5050
-PORT_FREE = import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", $(1))) \
-	and 0 or "Port $(1) is taken by another program: make $@ $(2)=<another port>")
+PORT_FREE = import socket, sys; taken = socket.socket().connect_ex(("127.0.0.1", $(1))) == 0; \
+	sys.exit(taken and "Port $(1) is taken by another program: make $@ $(2)=<another port>")
 ui: setup
 	@$(PYTHON) -c '$(call PORT_FREE,$(UI_PORT),UI_PORT)'
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PYTHON) -m mlflow ui \

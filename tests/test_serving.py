@@ -398,3 +398,22 @@ def test_make_serve_as_documented_answers_a_request_without_the_venv_activated(l
             serving.stop_process_group(process)
     assert status == 200, answer
     assert answer["predictions"][0]["label"] in {"fair", "unfair"}
+
+
+@pytest.mark.slow
+def test_the_int8_model_answers_from_its_own_requirements_in_a_fresh_environment(
+    int8_model, clauses, monkeypatch
+):
+    """What docs/platforms.md has Databricks users run before creating an endpoint: the model
+    installed from its requirements alone (torch-free) answers as it does here."""
+    data = pd.DataFrame({"text": clauses[:8]})
+    # MLflow calls `uv` by name, as from an activated environment.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    with tempfile.NamedTemporaryFile(suffix=".json") as output:
+        mlflow.models.predict(
+            model_uri=str(int8_model), input_data=data, env_manager="uv", output_path=output.name
+        )
+        answer = pd.DataFrame(json.loads(Path(output.name).read_text())["predictions"])
+    expected = mlflow.pyfunc.load_model(str(int8_model)).predict(data)
+    assert answer["label"].tolist() == expected["label"].tolist()
+    assert answer["prob_unfair"].to_numpy() == pytest.approx(expected["prob_unfair"], abs=1e-6)

@@ -21,7 +21,7 @@ import sys
 import tomllib
 from collections.abc import MutableMapping
 from contextlib import closing
-from importlib.metadata import packages_distributions, version
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
 from IPython import get_ipython
@@ -47,18 +47,30 @@ def pip(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def loaded_versions() -> dict[str, str]:
-    """The installed version of every distribution this kernel has imported something from."""
+def loaded_versions() -> dict[str, str | None]:
+    """The installed version of every distribution this kernel has imported something from
+    (None: no longer installed)."""
     importlib.invalidate_caches()
     owners = packages_distributions()
     modules = {name.partition(".")[0] for name in list(sys.modules)}
-    return {dist: version(dist) for module in modules for dist in owners.get(module, ())}
+    return {dist: installed(dist) for module in modules for dist in owners.get(module, ())}
+
+
+def installed(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def project() -> dict:
+    """pyproject.toml's `[project]`: the package's name and its requirements (their one home)."""
+    return tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
 
 
 def torch_range() -> str:
-    """pyproject.toml's requirement on torch, e.g. `torch>=2.5,<2.15` (its one home)."""
-    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
-    return next(line for line in project["dependencies"] if re.match(r"torch\W", line))
+    """The requirement on torch, e.g. `torch>=2.5,<2.15`."""
+    return next(line for line in project()["dependencies"] if re.match(r"torch\W", line))
 
 
 def install(extras: str, constraints: Path | None) -> list[str]:
@@ -119,10 +131,12 @@ def restart(changed: list[str]) -> None:
 
 
 def installed_here() -> bool:
-    """True once this Python imports the package from this clone (after the install, in a new
-    kernel: a restarted one, or one that notebooks 05 and 06 start)."""
+    """True once this clone is installed and imported (in a new kernel after the install: a
+    restarted one, or one that notebooks 05 and 06 start). Importable alone is not enough: a
+    Databricks Git folder puts its root on the path before anything is installed."""
     spec = importlib.util.find_spec("custom_module")
-    return bool(spec and spec.origin and Path(spec.origin).is_relative_to(REPOSITORY))
+    here = bool(spec and spec.origin and Path(spec.origin).is_relative_to(REPOSITORY))
+    return here and installed(project()["name"]) is not None
 
 
 def main() -> None:

@@ -120,6 +120,15 @@ def test_the_setup_takes_torchs_range_from_pyproject_and_knows_an_installed_clon
     assert platform_setup.installed_here()  # this checkout is installed in this interpreter
 
 
+def test_a_clone_importable_but_not_installed_gets_installed(monkeypatch):
+    """Databricks puts a Git folder's root on the path: importable, but its dependencies are not
+    there until the install."""
+    import platform_setup
+
+    monkeypatch.setattr(platform_setup, "installed", lambda distribution: None)
+    assert not platform_setup.installed_here()
+
+
 def stamp(root: Path, *arguments: str) -> subprocess.CompletedProcess:
     script = REPO_ROOT / "scripts" / "stamp_repository_url.py"
     command = [sys.executable, str(script), "--root", str(root), *arguments]

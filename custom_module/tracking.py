@@ -67,11 +67,13 @@ def run_url(run: Run, tracking_uri: str | None = None) -> str:
     uri = tracking_uri or mlflow.get_tracking_uri()
     page = f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     if has_scheme(uri, "databricks"):  # the host set, a notebook's own, else the profile's
-        from databricks.sdk import WorkspaceClient
         from mlflow.utils.databricks_utils import get_workspace_url
 
         host = os.environ.get("DATABRICKS_HOST") or get_workspace_url()
-        host = host or WorkspaceClient(profile=urlparse(uri).netloc or None).config.host
+        if not host:
+            from databricks.sdk import WorkspaceClient
+
+            host = WorkspaceClient(profile=urlparse(uri).netloc or None).config.host
         return f"{host.rstrip('/')}/ml/{page}"
     base = uri if urlparse(uri).scheme in ("http", "https") else UI_ADDRESS
     return f"{base.rstrip('/')}/#/{page}"

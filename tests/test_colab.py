@@ -19,9 +19,9 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from contextlib import closing, suppress
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import platform_setup
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from platform_setup import DRIVE_STORE_FOLDER, use_drive_store
@@ -113,8 +113,6 @@ def test_off_colab_and_databricks_the_setup_cell_does_nothing(monkeypatch, tmp_p
 
 
 def test_the_setup_takes_torchs_range_from_pyproject_and_knows_an_installed_clone():
-    import platform_setup
-
     assert platform_setup.torch_range().split(">")[0].split("<")[0] == "torch"
     assert platform_setup.torch_range() in (REPO_ROOT / "pyproject.toml").read_text()
     assert platform_setup.installed_here()  # this checkout is installed in this interpreter
@@ -123,8 +121,6 @@ def test_the_setup_takes_torchs_range_from_pyproject_and_knows_an_installed_clon
 def test_a_clone_importable_but_not_installed_gets_installed(monkeypatch):
     """Databricks puts a Git folder's root on the path: importable, but its dependencies are not
     there until the install."""
-    import platform_setup
-
     monkeypatch.setattr(platform_setup, "installed", lambda distribution: None)
     assert not platform_setup.installed_here()
 
@@ -333,13 +329,6 @@ def python_without_the_tutorial(tmp_path) -> Path:
     return python
 
 
-def installed(name: str) -> bool:
-    try:
-        return bool(version(name))
-    except PackageNotFoundError:
-        return False
-
-
 def mlflow_runs(store: str) -> dict[str, str]:
     """Each run's status by its name, read from the sqlite store itself."""
     with closing(sqlite3.connect(store.removeprefix("sqlite:///"))) as connection:
@@ -375,7 +364,8 @@ def test_on_colab_the_setup_cell_installs_the_clone_so_05s_kernels_and_processes
         if line and not line.startswith("#")
     ]
     constraints = tmp_path / "constraints.txt"
-    constraints.write_text("".join(f"{n}=={version(n)}\n" for n in kept if installed(n)))
+    versions = {name: platform_setup.installed(name) for name in kept}
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in versions.items() if v))
     content = tmp_path / "content"
     content.mkdir()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHON"))}

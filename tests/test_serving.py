@@ -303,13 +303,17 @@ def test_bad_input_is_refused_with_the_row_named(pyfunc, model_input, message):
         pyfunc.predict(model_input)
 
 
+def path_without_the_venv() -> str:
+    """PATH as under `make` or a notebook kernel, or in a newcomer's shell: without the venv's bin
+    folder (with `uvicorn`, which `mlflow models serve` starts by name)."""
+    venv_bin = str(Path(sys.executable).parent)
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+
+
 @pytest.fixture(scope="module")
 def server(logged):
-    # As under `make` or a notebook kernel: the venv's bin folder (with `uvicorn`) not on PATH.
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATH", path)
+        patch.setenv("PATH", path_without_the_venv())
         with served(CHAMPION_URI) as url:
             yield url
 
@@ -380,8 +384,7 @@ def test_make_serve_as_documented_answers_a_request_without_the_venv_activated(l
     """`make serve` from the repository's root, its venv's bin not on PATH (the shell a newcomer
     has), pointed at this test's store and model; then the documented request."""
     port = serving.free_port()
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    path = path_without_the_venv()
     overrides = [f"SERVE_MODEL={CHAMPION_URI}", f"SERVE_PORT={port}"]
     overrides.append(f"UI_STORE={mlflow.get_tracking_uri()}")
     command = [*documented_serve_commands()[0].split(), "--no-print-directory", *overrides]

@@ -77,7 +77,7 @@ serve: setup
 
 # Execute notebooks 01-06 with papermill into output/ (default preset: the notebooks' workshop).
 tutorial: setup
-	$(PYTHON) -m custom_module.notebooks --output output $(if $(PRESET),--preset $(PRESET))
+	$(PYTHON) -m custom_module.run_notebooks --output output $(if $(PRESET),--preset $(PRESET))
 
 # Maintainers: refresh the committed notebooks' outputs with a real default-preset run, then
 # retake the MLflow UI pictures in docs/images from that run's store (docs/testing.md; needs

@@ -2,17 +2,17 @@
 wrong run id, a missing epoch or a run without checkpoints raises an error saying what exists."""
 
 import mlflow
+from mlflow.entities import Run
 
 from custom_module.config import MONITOR
 from custom_module.module import TransformerModule
 from custom_module.tracking import BEST_EPOCH_TAG, get_run
 
 
-def checkpoint_paths(run_id: str) -> dict[int, str]:
+def checkpoint_paths(run: str | Run) -> dict[int, str]:
     """Epoch -> artifact path of its checkpoint file, ascending; LookupError for an unknown run.
     Only files count: autolog tags a checkpoint before it uploads it, and a run may die between."""
-    get_run(run_id)
-    client = mlflow.MlflowClient()
+    run_id, client = get_run(run).info.run_id, mlflow.MlflowClient()
     paths = {}
     for folder in client.list_artifacts(run_id, "checkpoints"):
         name = folder.path.rsplit("/", 1)[-1]
@@ -24,14 +24,16 @@ def checkpoint_paths(run_id: str) -> dict[int, str]:
     return dict(sorted(paths.items()))
 
 
-def logged_epochs(run_id: str) -> list[int]:
+def logged_epochs(run: str | Run) -> list[int]:
     """Epochs with a checkpoint in the run, ascending; LookupError for an unknown run."""
-    return list(checkpoint_paths(run_id))
+    return list(checkpoint_paths(run))
 
 
-def load_epoch(run_id: str, epoch: int) -> TransformerModule:
-    """The module as it was at the end of `epoch`, in eval mode, via `mlflow.pytorch`."""
-    epochs = logged_epochs(run_id)
+def load_epoch(run: str | Run, epoch: int, epochs: list[int] | None = None) -> TransformerModule:
+    """The module as it was at the end of `epoch`, in eval mode, via `mlflow.pytorch`; `epochs`:
+    the run's `logged_epochs`, when the caller has them already."""
+    run = get_run(run)
+    run_id, epochs = run.info.run_id, logged_epochs(run) if epochs is None else epochs
     if not epochs:
         raise LookupError(
             f"Run {run_id} has no checkpoints: it was not trained with checkpoint autologging "
@@ -62,9 +64,10 @@ def tag_best_epoch(run_id: str, monitor: str = MONITOR) -> int:
     return epoch
 
 
-def tagged_best_epoch(run_id: str) -> int:
+def tagged_best_epoch(run: str | Run) -> int:
     """The best epoch that training recorded on the run (the `best_epoch` tag)."""
-    tags = get_run(run_id).data.tags
+    run = get_run(run)
+    tags, run_id = run.data.tags, run.info.run_id
     if BEST_EPOCH_TAG not in tags:
         raise LookupError(
             f"Run {run_id} has no {BEST_EPOCH_TAG!r} tag: its training did not finish. Resume it "

@@ -25,7 +25,6 @@ METHODS = ("lora", "head", "full")  # what trains: adapters and head, the head a
 # different lengths, so the batch holds padding (on a mask of ones only, the encoder's attention
 # skips the mask altogether, and every padded batch would score wrong).
 EXAMPLE_CLAUSES = ("we may change these terms at any time without notice .", "you agree .")
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # pyfunc_model.py has a copy
 DEVICE_MIXED_PRECISION = "device-mixed"  # `preset` picks fp16 or bf16 for the GPU at hand
 
 

@@ -9,13 +9,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 from matplotlib.figure import Figure
-from sklearn.metrics import (
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-)
+from sklearn import metrics
 from torch.utils.data import DataLoader
 
 from custom_module.checkpoints import load_epoch, logged_epochs, tagged_best_epoch
@@ -96,11 +90,11 @@ def binary_scores(truth: np.ndarray, prob_unfair: np.ndarray, threshold: float) 
     predicted = (prob_unfair > threshold).astype(int)
     return {
         "threshold": float(threshold),
-        "precision": float(precision_score(truth, predicted, zero_division=0)),
-        "recall": float(recall_score(truth, predicted, zero_division=0)),
-        "f1": float(f1_score(truth, predicted, zero_division=0)),
-        "pr_auc": float(average_precision_score(truth, prob_unfair)),
-        "confusion_matrix": confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
+        "precision": float(metrics.precision_score(truth, predicted, zero_division=0)),
+        "recall": float(metrics.recall_score(truth, predicted, zero_division=0)),
+        "f1": float(metrics.f1_score(truth, predicted, zero_division=0)),
+        "pr_auc": float(metrics.average_precision_score(truth, prob_unfair)),
+        "confusion_matrix": metrics.confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
     }
 
 
@@ -134,9 +128,9 @@ def lexglue_scores(predictions: SplitPredictions) -> dict:
     truth = predictions.categories.astype(int)
     predicted = (predictions.probabilities > DEFAULT_THRESHOLD).astype(int)
     truth, predicted = (np.column_stack([m, m.sum(axis=1) == 0]) for m in (truth, predicted))
-    per_column = f1_score(truth, predicted, average=None, zero_division=0)
+    per_column = metrics.f1_score(truth, predicted, average=None, zero_division=0)
     return {
-        "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+        "micro_f1": float(metrics.f1_score(truth, predicted, average="micro", zero_division=0)),
         "macro_f1": float(np.mean(per_column)),
         "f1_per_column": dict(
             zip([*LABEL_NAMES, NO_UNFAIR_LABEL], per_column.astype(float).tolist(), strict=True)
@@ -146,14 +140,15 @@ def lexglue_scores(predictions: SplitPredictions) -> dict:
 
 def multilabel_test_predictions(run_id: str) -> SplitPredictions:
     """A multilabel run's best epoch on the whole test split, as LexGLUE scores; else ValueError."""
-    config = run_config(run_id)
+    run = get_run(run_id)
+    config = run_config(run)
     if config.task != "multilabel":
         raise ValueError(
             f"Run {run_id} was trained for the {config.task!r} task; LexGLUE's protocol needs "
             "one output per category: train with `--num-classes 8` (docs/lexglue.md)."
         )
     datamodule = LexGlueDataModule(config.replace(test_sample_size=None))
-    module = load_epoch(run_id, tagged_best_epoch(run_id))
+    module = load_epoch(run, tagged_best_epoch(run))
     return predict_split(module, datamodule, "test")
 
 
@@ -184,11 +179,12 @@ def same_clauses(test: SplitPredictions, config: TrainConfig) -> SplitPrediction
 
 def evaluate_run(run_id: str) -> ScoredRun:
     """Each logged epoch scored at 0.5, and the best epoch's predictions, to tune the threshold."""
-    config = run_config(run_id)
-    datamodule, best = LexGlueDataModule(config), tagged_best_epoch(run_id)
+    run = get_run(run_id)  # looked up once, and its checkpoints listed once
+    config, epochs = run_config(run), logged_epochs(run)
+    datamodule, best = LexGlueDataModule(config), tagged_best_epoch(run)
     rows, kept = [], {}
-    for epoch in logged_epochs(run_id):
-        module = load_epoch(run_id, epoch)
+    for epoch in epochs:
+        module = load_epoch(run, epoch, epochs)
         predictions = {split: predict_split(module, datamodule, split) for split in EVAL_SPLITS}
         val, tst = (
             binary_scores(p.is_unfair, p.prob_unfair, DEFAULT_THRESHOLD)
@@ -235,11 +231,11 @@ def log_evaluation(report: dict, figures: dict[str, Figure] | None = None) -> No
     """Put `report` (from `build_report`) on its run: the test metrics, the served threshold as
     the tag `decision_threshold`, the report as JSON, and `figures` under their artifact paths."""
     client, run_id = mlflow.MlflowClient(), report["run_id"]
-    metrics = {f"Eval_Test_{name}": report["test"][key] for key, name in TEST_METRICS.items()}
+    logged = {f"Eval_Test_{name}": report["test"][key] for key, name in TEST_METRICS.items()}
     if report["lexglue"]:
-        metrics["Eval_Test_LexGLUE_Micro_F1"] = report["lexglue"]["micro_f1"]
-        metrics["Eval_Test_LexGLUE_Macro_F1"] = report["lexglue"]["macro_f1"]
-    for name, value in metrics.items():
+        logged["Eval_Test_LexGLUE_Micro_F1"] = report["lexglue"]["micro_f1"]
+        logged["Eval_Test_LexGLUE_Macro_F1"] = report["lexglue"]["macro_f1"]
+    for name, value in logged.items():
         client.log_metric(run_id, name, value)
     client.set_tag(run_id, THRESHOLD_TAG, str(report["threshold"]))
     # The threshold is stored once, as the tag; `logged_report` puts it back.
@@ -256,7 +252,7 @@ def logged_report(run_id: str) -> dict:
     if THRESHOLD_TAG not in run.data.tags:
         raise LookupError(
             f"Run {run_id} has not been evaluated yet: run notebook 03 on it first "
-            f"(`python -m custom_module.notebooks --notebook 03 -p run_id {run_id}`)."
+            f"(`python -m custom_module.run_notebooks --notebook 03 -p run_id {run_id}`)."
         )
     report = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{REPORT_ARTIFACT}")
     return {**report, "threshold": float(run.data.tags[THRESHOLD_TAG])}

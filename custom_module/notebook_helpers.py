@@ -11,17 +11,11 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
+from IPython import get_ipython
 from IPython.display import Code, display
 
-PACKAGES = (
-    "torch",
-    "pytorch-lightning",
-    "transformers",
-    "peft",
-    "torchmetrics",
-    "datasets",
-    "mlflow",
-)
+PACKAGES = ("torch", "pytorch-lightning", "transformers", "peft", "torchmetrics", "datasets")
+PACKAGES += ("mlflow",)
 RESULTS_MARKER = "tutorial_results"
 # Each line is printed on every call by some library and teaches nothing in a notebook.
 IGNORED_WARNINGS = (
@@ -31,6 +25,11 @@ IGNORED_WARNINGS = (
     # Lightning cannot tell that LengthSortedBatchSampler returns every row; it does (tested).
     "You are using a custom batch sampler",
 )
+
+
+def in_ipython() -> bool:
+    """True inside an IPython kernel or shell (Jupyter, papermill, nbval), where displays exist."""
+    return get_ipython() is not None
 
 
 def quiet_library_output() -> None:

@@ -26,7 +26,8 @@ TEXT_COLUMN = "text"
 # (`benchmarks/serving.py` measures each runtime side by side with its runner-up size).
 BATCH_SIZES = {"torch": 16, "onnx": 8, "onnx-int8": 8}
 HEAD_FILE = "head.safetensors"  # the mean-pooling head: `weight` (labels x hidden), `bias`
-# The ONNX runtimes' models (token ids and mask in, logits out), by runtime.
+# The ONNX runtimes' models (token ids and mask in, logits out), by runtime. Defined here, the one
+# file served without the package, for `serving` to write them where this reads them.
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 

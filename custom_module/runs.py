@@ -10,19 +10,11 @@ from mlflow.entities import Run
 
 from custom_module.checkpoints import checkpoint_paths, tagged_best_epoch
 from custom_module.config import MONITOR
-from custom_module.tracking import get_run
+from custom_module.tracking import PARENT_TAG, get_run
 
-PARENT_TAG = "mlflow.parentRunId"
 TENSORBOARD_ARTIFACTS = "tensorboard"
-EPOCH_METRICS = (
-    "Train_Loss",
-    "Val_Loss",
-    "Train_F1_Score",
-    "Val_Precision",
-    "Val_Recall",
-    "Val_F1_Score",
-    "Val_PR_AUC",
-)
+EPOCH_METRICS = ("Train_Loss", "Val_Loss", "Train_F1_Score", "Val_Precision", "Val_Recall")
+EPOCH_METRICS += (MONITOR, "Val_PR_AUC")
 SYSTEM_METRICS = {
     "system/cpu_utilization_percentage": "CPU utilisation (%)",
     "system/system_memory_usage_megabytes": "memory used (MB)",
@@ -103,9 +95,9 @@ def checkpoint_megabytes(run_id: str, epoch: int) -> float:
     return round(sizes[path] / 1e6, 2)
 
 
-def best_validation(run_id: str) -> tuple[int, float]:
+def best_validation(run: str | Run) -> tuple[int, float]:
     """The run's tagged best epoch, and its validation F1 after that epoch."""
-    best_epoch = tagged_best_epoch(run_id)
+    best_epoch, run_id = tagged_best_epoch(run), get_run(run).info.run_id
     history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
     return best_epoch, next(m.value for m in history if m.step == best_epoch)
 
@@ -115,18 +107,19 @@ def sweep_table(parent_run_id: str, parameter: str = "r") -> pd.DataFrame:
     rows = []
     for run in child_runs(parent_run_id):
         run_id = run.info.run_id
-        best_epoch, best_f1 = best_validation(run_id)
-        row = {
-            parameter: run.data.params[f"config.{parameter}"],
-            "trainable params": int(run.data.params["trainable_params"]),
-            "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
-            "best epoch": best_epoch,
-            f"best {MONITOR}": round(best_f1, 3),
-            "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
-            "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
-            "run_id": run_id,
-        }
-        rows.append(row)
+        best_epoch, best_f1 = best_validation(run)
+        rows.append(
+            {
+                parameter: run.data.params[f"config.{parameter}"],
+                "trainable params": int(run.data.params["trainable_params"]),
+                "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
+                "best epoch": best_epoch,
+                f"best {MONITOR}": round(best_f1, 3),
+                "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
+                "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
+                "run_id": run_id,
+            }
+        )
     table = pd.DataFrame(rows)
     table[parameter] = pd.to_numeric(table[parameter])  # logged as text: "8", "0.002"
     return table.set_index(parameter).sort_index()

@@ -3,16 +3,11 @@ which cannot import this package): artifacts, signature, requirements, champion 
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -27,9 +22,11 @@ from safetensors.torch import save_file
 from sklearn.metrics import f1_score
 from transformers import AutoTokenizer
 
-from custom_module.config import EXAMPLE_CLAUSES, ONNX_FILES, resolve_model_path
+from custom_module.config import EXAMPLE_CLAUSES, resolve_model_path
 from custom_module.evaluation import logged_report
 from custom_module.module import TransformerModule
+from custom_module.processes import free_port, serving
+from custom_module.pyfunc_model import BATCH_SIZES, HEAD_FILE, ONNX_FILES
 from custom_module.tracking import CHAMPION, run_config
 from data import LABEL_NAMES
 
@@ -42,8 +39,7 @@ SERVING_PACKAGES = {
     "torch": ("mlflow", "torch", "transformers", "safetensors", "pandas", "numpy"),
     "onnx": ("mlflow", "transformers", "pandas", "numpy", "onnxruntime"),
 }
-RUNTIMES = ("torch", "onnx", "onnx-int8")  # how the pyfunc computes (docs/serving.md compares)
-HEAD_FILE = "head.safetensors"  # where pyfunc_model.py (which cannot import this) reads the head
+RUNTIMES = tuple(BATCH_SIZES)  # how the pyfunc computes: torch, onnx, onnx-int8 (docs/serving.md)
 INPUT_EXAMPLE = pd.DataFrame({"text": list(EXAMPLE_CLAUSES)})
 
 
@@ -142,25 +138,14 @@ def should_promote(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
-def served(
-    model_uri: str,
-    port: int | None = None,
-    startup_seconds: float = 180,
-    request_timeout_seconds: int = REQUEST_TIMEOUT_SECONDS,
-) -> Iterator[str]:
+def served(model_uri: str) -> Iterator[str]:
     """`mlflow models serve` on 127.0.0.1 while the block runs; yields the base URL. Its own
     process group, so stopping it stops its uvicorn workers too."""
-    port = port or free_port()
+    port = free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    command += ["-t", str(request_timeout_seconds)]
+    command += ["-t", str(REQUEST_TIMEOUT_SECONDS)]
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
@@ -168,43 +153,8 @@ def served(
         # MLflow starts `uvicorn` by name: find it beside this Python in an unactivated venv.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
-    url = f"http://127.0.0.1:{port}"
-    # The server's own log goes to a file, so notebooks stay readable; errors quote its end.
-    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        server = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            wait_until_ready(url, server, startup_seconds, Path(log.name))
-            yield url
-        finally:
-            stop_process_group(server)
-
-
-def stop_process_group(server: subprocess.Popen) -> None:
-    """SIGTERM the server and its workers, SIGKILL them if they are still there after 30 s."""
-    with suppress(ProcessLookupError):  # the group is gone when the server failed to start
-        os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
-def wait_until_ready(url: str, server: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            code, tail = server.returncode, log.read_text()[-3000:]
-            raise RuntimeError(f"`mlflow models serve` exited with code {code}:\n{tail}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"The model server at {url} did not answer /ping within {timeout:.0f} s.")
+    with serving(command, f"http://127.0.0.1:{port}/ping", env):
+        yield f"http://127.0.0.1:{port}"
 
 
 def post(url: str, payload: dict) -> tuple[int, dict]:

@@ -28,6 +28,7 @@ CONFIG_ARTIFACT = "config.json"
 BEST_EPOCH_TAG = "best_epoch"  # set by training (`checkpoints.tag_best_epoch`)
 THRESHOLD_TAG = "decision_threshold"  # set by notebook 03 (`evaluation.log_evaluation`)
 CHAMPION = "champion"  # the registry alias of the served model (notebook 04)
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag on a child run: its parent's id
 # Unity Catalog needs three parts; Free Edition comes with catalog `workspace`, schema `default`.
 LOCAL_MODEL_NAME = "lexglue-unfair-tos-classifier"
 UC_MODEL_NAME = "workspace.default.unfair_tos_classifier"
@@ -117,7 +118,7 @@ def registered_model_name(name: str | None = None, registry_uri: str | None = No
 def tracking_uri(uri: str | None = None) -> str:
     """The argument, else `MLFLOW_TRACKING_URI`, else the workspace inside Databricks (a local file
     would hide the runs from its Experiments page), else the sqlite file at the repository root."""
-    default = "databricks" if on_databricks() else f"sqlite:///{DEFAULT_STORE}"
+    default = "databricks" if on_databricks() else f"{SQLITE_PREFIX}{DEFAULT_STORE}"
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
@@ -173,13 +174,16 @@ def latest_finished_run(experiment_name: str) -> Run:
     return runs[0]
 
 
-def get_run(run_id: str) -> Run:
-    """The run, or a LookupError that says which store was searched."""
+def get_run(run: str | Run) -> Run:
+    """The run (given one, itself: look a run up once and pass it down), or a LookupError that
+    says which store was searched."""
+    if isinstance(run, Run):
+        return run
     try:
-        return mlflow.get_run(run_id)
+        return mlflow.get_run(run)
     except mlflow.exceptions.MlflowException as error:
         raise LookupError(
-            f"No run {run_id!r} in {mlflow.get_tracking_uri()}; check the id, or set "
+            f"No run {run!r} in {mlflow.get_tracking_uri()}; check the id, or set "
             "MLFLOW_TRACKING_URI to the store that holds it."
         ) from error
 
@@ -193,14 +197,14 @@ def log_configuration(config: TrainConfig, module: pl.LightningModule) -> None:
     mlflow.log_params({"trainable_params": trainable, "total_params": total})
 
 
-def run_config(run_id: str) -> TrainConfig:
+def run_config(run: str | Run) -> TrainConfig:
     """The `TrainConfig` a run was trained with (its `config.json` artifact)."""
-    run = get_run(run_id)
+    run = get_run(run)
     try:
         fields = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{CONFIG_ARTIFACT}")
     except mlflow.exceptions.MlflowException as error:
         raise LookupError(
-            f"Run {run_id} has no {CONFIG_ARTIFACT}: it was not made by notebook 02 "
+            f"Run {run.info.run_id} has no {CONFIG_ARTIFACT}: it was not made by notebook 02 "
             "(or `python -m custom_module.train`), or it died before training started."
         ) from error
     # A run logged before a field was dropped (`tracking_uri`, say) still loads.

@@ -5,9 +5,7 @@
 Each option is a parameter of the notebook's `parameters` cell: `--debug-mode-sample 256`."""
 
 import argparse
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,11 +13,11 @@ import time
 from pathlib import Path
 
 import mlflow
-import psutil
 
+from custom_module import run_notebooks
 from custom_module.checkpoints import logged_epochs
 from custom_module.notebook_helpers import read_results
-from custom_module.notebooks import NotebookFailed, declared_parameters, parse_value, run_notebook
+from custom_module.processes import kill_tree
 
 TRAINING_NOTEBOOK = "02_peft_training.ipynb"
 DEFAULT_OUTPUT = Path("output") / "train" / TRAINING_NOTEBOOK
@@ -30,7 +28,7 @@ def train(output: Path | None = None, log_output: bool = False, **parameters) ->
     """Execute notebook 02 with `parameters` (kept at `output` if given); return the run id."""
     with tempfile.TemporaryDirectory() as scratch:
         output = output or Path(scratch) / TRAINING_NOTEBOOK
-        path = run_notebook(TRAINING_NOTEBOOK, output, parameters, log_output)
+        path = run_notebooks.run_notebook(TRAINING_NOTEBOOK, output, parameters, log_output)
         return read_results(path)["run_id"]
 
 
@@ -48,15 +46,6 @@ def first_checkpointed_run(experiment_name: str, started_after_ms: int) -> str |
     query = f"attributes.status = 'RUNNING' and attributes.start_time > {started_after_ms}"
     runs = mlflow.search_runs([experiment.experiment_id], filter_string=query, output_format="list")
     return next((r.info.run_id for r in runs if logged_epochs(r.info.run_id)), None)
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL a process and every process below it (papermill's kernel does the training)."""
-    family = psutil.Process(process.pid).children(recursive=True)
-    for member in [*family, psutil.Process(process.pid)]:
-        with contextlib.suppress(psutil.NoSuchProcess):  # it may have exited already
-            member.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def train_then_kill(
@@ -90,11 +79,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, dict]:
     """(output path, notebook parameters) from the command line; one option per parameter."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="executed notebook")
-    for name, declared in declared_parameters(TRAINING_NOTEBOOK).items():
+    for name, declared in run_notebooks.declared_parameters(TRAINING_NOTEBOOK).items():
         option = f"--{name.replace('_', '-')}"
         flags = [ALIASES[name], option] if name in ALIASES else [option]
         described = f"{declared['help']} (default {declared['default']})"
-        parser.add_argument(*flags, dest=name, type=parse_value, help=described)
+        parser.add_argument(*flags, dest=name, type=run_notebooks.parse_value, help=described)
     args = vars(parser.parse_args(argv))
     output = args.pop("output")
     if int(os.environ.get("RANK", 0)):  # torchrun: every rank executes a copy of the notebook
@@ -106,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     output, parameters = parse_args(argv)
     try:
         run_id = train(output, log_output=True, **parameters)
-    except (NotebookFailed, ValueError) as error:  # an unknown preset, a field set twice, ...
+    except (run_notebooks.NotebookFailed, ValueError) as error:  # a failed cell, unknown preset
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"executed notebook: {output}")

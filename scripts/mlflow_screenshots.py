@@ -21,21 +21,18 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlparse
 
 import psutil
 
-from custom_module.tracking import BEST_EPOCH_TAG
+from custom_module.processes import ensure_gone, free_port, serving
+from custom_module.tracking import BEST_EPOCH_TAG, DEFAULT_STORE, PARENT_TAG, SQLITE_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -87,7 +84,7 @@ class Target:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=f"sqlite:///{REPO_ROOT / 'mlflow.db'}")
+    parser.add_argument("--store", default=f"{SQLITE_PREFIX}{DEFAULT_STORE}")
     parser.add_argument("--experiment", default="lexglue-unfair-tos-lora")
     parser.add_argument("--run-id", help="default: the latest finished run of --experiment")
     parser.add_argument("--compare-experiment", default="lexglue-unfair-tos-workshop")
@@ -111,102 +108,21 @@ def require_tools() -> None:
 
 def require_store(store: str) -> None:
     """`mlflow ui` would create an empty database at a mistyped sqlite path; refuse instead."""
-    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+    if store.startswith(SQLITE_PREFIX) and not Path(store.removeprefix(SQLITE_PREFIX)).is_file():
         sys.exit(f"No store at {store}: run the tutorial first (make tutorial) or pass --store.")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_ui(store: str, port: int, log: IO[bytes]) -> subprocess.Popen:
-    """`mlflow ui` in its own process group, so that stopping it reaches every process it forks.
-
-    One worker and no job execution: the server only has to answer one browser, and the job
-    runner's huey consumers (seven of them) would cost CPU and could write to the store.
-    """
+def ui_command(store: str, port: int) -> tuple[list[str], dict]:
+    """`mlflow ui` with one worker and no job execution: the server only has to answer one
+    browser, and the job runner's huey consumers (seven of them) would cost CPU and could write
+    to the store."""
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-
-
-def wait_until_up(server: subprocess.Popen, url: str, log: IO[bytes], timeout_s=180) -> None:
-    """Poll /health; if the server dies or never answers, show what it printed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow ui exited with {server.returncode}:\n{_text(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"mlflow ui did not answer at {url} in {timeout_s} s:\n{_text(log)}")
-
-
-def _text(log: IO[bytes]) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")
-
-
-def stop_ui(server: subprocess.Popen) -> None:
-    """Stop the server's whole process group (uvicorn, and huey consumers where job execution is
-    on) and prove that nothing it started is alive.
-
-    Processes are listed before the kill: a child whose parent dies first is re-parented and no
-    longer a descendant, but it is still in the list (and in the group).
-    """
-    group = server.pid  # start_new_session made it the group leader
-    try:
-        started = [psutil.Process(server.pid), *psutil.Process(server.pid).children(True)]
-    except psutil.NoSuchProcess:
-        started = []
-    with suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        server.wait(timeout=30)  # uvicorn finishes its requests first
-    in_group = [p for p in psutil.process_iter() if _group_of(p.pid) == group]
-    ensure_gone(started + in_group, "mlflow ui", group)
-
-
-def ensure_gone(processes: list[psutil.Process], what: str, group: int | None = None) -> None:
-    """Give `processes` a moment to exit, kill those that do not, and fail if one survives."""
-    _, alive = psutil.wait_procs(processes, timeout=10)
-    if group is not None:
-        with suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-    for process in alive:
-        with suppress(psutil.NoSuchProcess):
-            process.kill()
-    _, alive = psutil.wait_procs(alive, timeout=5)
-    alive = [p for p in alive if _running(p)]
-    if alive:
-        raise RuntimeError(f"{what} left processes running: {[p.pid for p in alive]}")
-
-
-def _running(process: psutil.Process) -> bool:
-    """Alive and not a zombie waiting for init to reap it."""
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _group_of(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+    return command + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env
 
 
 def find_target(base_url: str, args: argparse.Namespace) -> Target:
@@ -251,7 +167,7 @@ def find_sweep(client: MlflowClient, experiment_name: str) -> tuple[str, str, li
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     children: dict[str, list[str]] = {}
     for run in runs:
-        parent = run.data.tags.get("mlflow.parentRunId")
+        parent = run.data.tags.get(PARENT_TAG)
         if parent and run.info.status == "FINISHED":
             children.setdefault(parent, []).append(run.info.run_id)
     parents = [run.info.run_id for run in runs if run.info.run_id in children]
@@ -376,7 +292,7 @@ def show_sweep(page: Page, target: Target) -> None:
     """The runs table in chart view, filtered to the sweep: the parent unfolded, its children
     drawn, the parent itself (it logs no metrics) hidden from the charts."""
     experiment_id, parent, children = target.sweep
-    search = quote(f"tags.`mlflow.parentRunId` = '{parent}'")
+    search = quote(f"tags.`{PARENT_TAG}` = '{parent}'")
     page.goto(
         f"{target.base_url}/#/experiments/{experiment_id}/runs"
         f"?compareRunsMode=CHART&searchFilter={search}"
@@ -447,11 +363,8 @@ def take_screenshots(target: Target, output: Path) -> dict[Path, int]:
     return sizes
 
 
-def shoot(
-    server: subprocess.Popen, base_url: str, log: IO[bytes], args: argparse.Namespace
-) -> dict[Path, int]:
+def shoot(base_url: str, args: argparse.Namespace) -> dict[Path, int]:
     """Everything between starting the server and stopping it."""
-    wait_until_up(server, base_url, log)
     target = find_target(base_url, args)
     print(f"Run {target.run_id} of {args.experiment!r}")
     if target.sweep is None:
@@ -470,15 +383,12 @@ def main() -> None:
     port = args.port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     print(f"Starting mlflow ui on {args.store} at {base_url}")
-    with tempfile.TemporaryFile() as log:  # the server's output, shown only if it fails
-        server = start_ui(args.store, port, log)
-        try:
-            sizes = shoot(server, base_url, log, args)
-        finally:
-            try:
-                stop_ui(server)
-            finally:
-                ensure_gone(psutil.Process().children(recursive=True), "this script")
+    command, env = ui_command(args.store, port)
+    try:
+        with serving(command, f"{base_url}/health", env):
+            sizes = shoot(base_url, args)
+    finally:
+        ensure_gone(psutil.Process().children(recursive=True), "this script")
     print("Stopped mlflow ui and the browser; no process they started is left.")
     for path, size in sizes.items():
         print(f"{path}  {size / 1024:.0f} KiB")

@@ -4,7 +4,7 @@
     python scripts/refresh_notebooks.py --notebook 03 --notebook 04
 
 Each notebook is executed with its default parameters by the runner every command line uses
-(`custom_module.notebooks.run_notebook`, papermill), and written back into `notebooks/` without
+(`custom_module.run_notebooks.run_notebook`, papermill), and written back into `notebooks/` without
 papermill's metadata, so nbval can check the outputs in CI. They log to their own store,
 `output/refresh/`: emptied when all of them are refreshed, so the committed outputs come from a
 fresh store, and kept otherwise, so that 03 and 04 can be refreshed alone against the run 02 made.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from custom_module.notebooks import (
+from custom_module.run_notebooks import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
     declared_parameters,

@@ -1,7 +1,10 @@
-"""Shared fixtures: the offline data copy, a throwaway MLflow store, one smoke run per session.
+"""Shared fixtures: the offline data copy, a throwaway MLflow store, one smoke run per session,
+evaluated and served once.
 
-The smoke run is made the way a reader makes one: by executing notebook 02 (with papermill, as
-`python -m custom_module.train` does), so the tests exercise the code the notebooks teach.
+Each is made the way a reader makes it, with the command lines the docs give: the smoke run by
+`python -m custom_module.train` (notebook 02, executed by papermill), its evaluation and model by
+`python -m custom_module.run_notebooks --notebook 03 --notebook 04`, so the tests exercise the
+code the notebooks teach, and every test reads the one execution.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from run_layout import logged_layout
+from run_layout import TEST_MODEL_NAME, command_line
 
+from custom_module import run_notebooks
+from custom_module.notebook_helpers import read_results
 from custom_module.tracking import configure_tracking
-from custom_module.train import train
 from data import data_source
 
 # With a local copy of the data (LEXGLUE_PATH, or ../shared beside the repository) the tests
@@ -28,7 +32,7 @@ if data_source().local:
 
 # Fixtures that execute notebook 02: every test that needs one is a `notebook` test, which
 # `make test-fast` leaves out.
-NOTEBOOK_FIXTURES = {"smoke_training"}
+NOTEBOOK_FIXTURES = {"smoke_training"}  # and those that use it
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,12 +57,13 @@ def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def smoke_training(tracking_store: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Notebook 02 executed with the `smoke` preset (two epochs on a 64-clause sample): the
-    executed notebook, the run id, and what the run held right after training (later tests
-    evaluate the run and log a model to it)."""
+    """Notebook 02 executed with the `smoke` preset (two epochs on a 64-clause sample) by the
+    command line, in another process: the executed notebook and the run id it printed."""
     notebook = tmp_path_factory.mktemp("notebooks") / "02_peft_training.ipynb"
-    run_id = train(notebook, preset_name="smoke", experiment_name="tests", run_name="smoke")
-    return {"notebook": notebook, "run_id": run_id, "layout": logged_layout(run_id)}
+    arguments = ["--preset", "smoke", "--experiment-name", "tests", "--run-name", "smoke"]
+    done = command_line("custom_module.train", *arguments, "--output", str(notebook), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"notebook": notebook, "run_id": done.stdout.split("run_id: ")[-1].split()[0]}
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +74,20 @@ def smoke_run_id(smoke_training: dict) -> str:
 @pytest.fixture(scope="session")
 def smoke_run(smoke_run_id: str) -> mlflow.entities.Run:
     return mlflow.get_run(smoke_run_id)
+
+
+@pytest.fixture(scope="session")
+def evaluated_and_served(smoke_run_id: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Notebooks 03 and 04 executed on the smoke run by the command line (docs/serving.md): its
+    evaluation logged, its pyfunc registered as TEST_MODEL_NAME. Each notebook's recorded
+    results, by its number."""
+    folder = tmp_path_factory.mktemp("evaluated")
+    parameters = ["-p", "run_id", smoke_run_id, "-p", "registered_name", TEST_MODEL_NAME]
+    run_notebooks.main(
+        ["--notebook", "03", "--notebook", "04", *parameters, "--output", str(folder)]
+    )
+    executed = {name[:2]: folder / name for name in run_notebooks.NOTEBOOKS[2:4]}
+    return {number: read_results(path) for number, path in executed.items()}
 
 
 @pytest.fixture(scope="session", autouse=True)

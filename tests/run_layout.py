@@ -1,13 +1,32 @@
-"""What a run logged, as names and paths: compared between the notebook and the CLI."""
+"""What several test files do, written once: run a command line as a reader types it, read a
+run's artifact paths and a metric by step, check that no metric is logged twice for one step."""
 
 from __future__ import annotations
 
-import re
+import subprocess
+import sys
+from collections import Counter
 
 import mlflow
 
-# TensorBoard names its event files after the time, host and process that wrote them.
-EVENT_FILE = re.compile(r"events\.out\.tfevents\.\d+\..+\.\d+\.(\d+)$")
+from custom_module.config import MONITOR
+
+# What notebook 04 registers in the test store (conftest.py's `evaluated_and_served`).
+TEST_MODEL_NAME = "tests-unfair-tos"
+
+
+def command_line(module: str, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m module arguments` in another process (with this test session's environment and
+    store), its output captured as text."""
+    command = [sys.executable, "-m", module, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def failed_saying(result: subprocess.CompletedProcess, *messages: str) -> None:
+    """The command exited 1 and said each message on stderr: what a reader sees of an error."""
+    assert result.returncode == 1, result.stdout[-2000:]
+    for message in messages:
+        assert message in result.stderr, result.stderr[-2000:]
 
 
 def artifact_paths(run_id: str, path: str = "") -> list[str]:
@@ -18,15 +37,17 @@ def artifact_paths(run_id: str, path: str = "") -> list[str]:
     return found
 
 
-def logged_layout(run_id: str) -> dict[str, list[str]]:
-    """What a run logged, without the values: names of params, metrics, tags; artifact paths."""
-    run = mlflow.get_run(run_id)
-    return {
-        "params": sorted(run.data.params),
-        "metrics": sorted(run.data.metrics),
-        "tags": sorted(tag for tag in run.data.tags if not tag.startswith("mlflow.")),
-        "artifacts": sorted(
-            EVENT_FILE.sub(r"events.out.tfevents.TIME.HOST.PID.\1", path)
-            for path in artifact_paths(run_id)
-        ),
-    }
+def assert_each_step_logged_once(run_id: str) -> None:
+    """No (metric, step) pair of training twice, system metrics included: one monitor, one logger,
+    even across a crash and a resume or several ranks. (Notebook 03's `Eval_*` metrics are logged
+    again by each evaluation of the run.)"""
+    client, metrics = mlflow.MlflowClient(), mlflow.get_run(run_id).data.metrics
+    for name in (name for name in metrics if not name.startswith("Eval_")):
+        steps = Counter(m.step for m in client.get_metric_history(run_id, name))
+        assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
+
+
+def by_step(run_id: str, name: str = MONITOR, tracking_uri: str | None = None) -> dict[int, float]:
+    """A metric's values by step (the epoch, for the module's metrics), in step order."""
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(run_id, name)
+    return {m.step: m.value for m in sorted(history, key=lambda m: m.step)}

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from mlflow.utils.autologging_utils import client as autologging_client
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.trainer.connectors import accelerator_connector
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from custom_module.callbacks import DistributedTraining, RandomStateCallback, TorchrunDDPStrategy
+from custom_module.callbacks import RandomStateCallback
+from custom_module.distributed import AUTOLOG_POOL, DistributedTraining, TorchrunDDPStrategy
 
 
 def test_cuda_random_states_are_saved_and_restored(monkeypatch):
@@ -63,38 +65,28 @@ def fake_trainer(rank: int, stopped_epoch: int = 0, rank_zero_run_id=None) -> Si
     )
 
 
-def test_rank_zero_of_a_forked_process_joins_the_run_and_runs_the_one_monitor(
-    tracking_store, monkeypatch
-):
-    with mlflow.start_run(run_name="ddp parent") as run:
-        pass  # a forked rank sees no active run: this test plays one, outside the `with`
-    joined = []
-    monkeypatch.setattr(
-        mlflow, "start_run", lambda **kwargs: joined.append(kwargs) or mlflow.ActiveRun(run)
-    )
-    callback = DistributedTraining()
-    callback.run_id = run.info.run_id
-    callback.setup(fake_trainer(rank=1), None, "fit")
-    assert joined == [] and not callback.joined  # the other ranks log nothing
-    callback.setup(fake_trainer(rank=0), None, "fit")  # the one monitor: the kernel runs none
-    callback.setup(fake_trainer(rank=0), None, "test")  # a second would repeat its steps
-    assert joined == [
-        {"run_id": run.info.run_id, "log_system_metrics": True},
-        {"run_id": run.info.run_id, "log_system_metrics": False},
-    ]
-
-
 def test_autolog_logs_without_threads_a_fork_could_catch_in_sqlite(monkeypatch):
     """Only when the kernel forks ranks: otherwise autolog keeps its pool."""
-    from mlflow.utils.autologging_utils import client as autologging_client
-
-    pool = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
-    monkeypatch.setattr(autologging_client, "_AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL", pool)
+    pool = getattr(autologging_client, AUTOLOG_POOL)
+    monkeypatch.setattr(autologging_client, AUTOLOG_POOL, pool)
     DistributedTraining()
-    assert autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL is pool
+    assert getattr(autologging_client, AUTOLOG_POOL) is pool
     DistributedTraining(devices=2)
-    inline = autologging_client._AUTOLOGGING_QUEUEING_CLIENT_THREAD_POOL
+    inline = getattr(autologging_client, AUTOLOG_POOL)
     assert inline.submit(threading.get_ident).result() == threading.get_ident()
+
+
+def test_the_private_autolog_pool_the_workaround_replaces_still_exists():
+    assert hasattr(autologging_client, AUTOLOG_POOL), (
+        f"mlflow {mlflow.__version__} renamed or removed {AUTOLOG_POOL}: "
+        "custom_module/distributed.py's log_autolog_inline must follow it"
+    )
+
+
+def test_without_the_private_pool_several_devices_fail_with_what_to_do(monkeypatch):
+    monkeypatch.delattr(autologging_client, AUTOLOG_POOL)
+    with pytest.raises(RuntimeError, match=f"has no .*{AUTOLOG_POOL}: use the MLflow version"):
+        DistributedTraining(devices=2)
 
 
 def test_rank_zero_logs_where_early_stopping_stopped(tracking_store):

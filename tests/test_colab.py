@@ -26,7 +26,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from platform_setup import DRIVE_STORE_FOLDER, use_drive_store
 
-from custom_module.notebooks import NOTEBOOK_DIR, NOTEBOOKS
+from custom_module.run_notebooks import NOTEBOOK_DIR, NOTEBOOKS
 from data import data_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

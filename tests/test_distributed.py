@@ -14,17 +14,16 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import mlflow
 import pytest
-from mlflow_screenshots import stop_ui, wait_until_up
+from run_layout import assert_each_step_logged_once, by_step
 
 from custom_module.checkpoints import logged_epochs
 from custom_module.module import TransformerModule
-from custom_module.serving import free_port
-from custom_module.train import kill_tree, resume, train, train_then_kill
+from custom_module.processes import free_port, kill_tree, serving
+from custom_module.train import resume, train, train_then_kill
 
 EXPERIMENT = "tests-ddp"
 NO_DROPOUT = {"encoder_dropout": 0.0}
@@ -54,20 +53,6 @@ def ddp_run_id(tracking_store, tmp_path_factory) -> str:
     return stdout.split("run_id: ")[1].split()[0]
 
 
-def assert_each_step_logged_once(run_id: str) -> None:
-    """No (metric, step) pair twice, system metrics included: one monitor, one logger."""
-    client = mlflow.MlflowClient()
-    for name in mlflow.get_run(run_id).data.metrics:
-        steps = Counter(m.step for m in client.get_metric_history(run_id, name))
-        assert max(steps.values()) == 1, f"{name}: {steps.most_common(1)}"
-
-
-def val_f1_scores(run_id: str, tracking_uri: str | None = None) -> list[float]:
-    """Validation F1 per epoch, in epoch order (from `tracking_uri`, else the current store)."""
-    history = mlflow.MlflowClient(tracking_uri).get_metric_history(run_id, "Val_F1_Score")
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
-
-
 def experiment_runs() -> list:
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     return mlflow.search_runs([experiment.experiment_id], output_format="list")
@@ -79,8 +64,8 @@ def test_two_devices_leave_one_finished_run_with_every_epochs_checkpoint(ddp_run
     assert [(r.info.run_id, r.info.status) for r in runs] == [(ddp_run_id, "FINISHED")]
     run = runs[0]
     assert run.data.params["config.devices"] == "2"
-    epochs = [m.step for m in mlflow.MlflowClient().get_metric_history(ddp_run_id, "Val_F1_Score")]
-    assert logged_epochs(ddp_run_id) == sorted(epochs) == list(range(len(epochs)))
+    epochs = list(by_step(ddp_run_id))
+    assert logged_epochs(ddp_run_id) == epochs == list(range(len(epochs)))
     assert {"Test_F1_Score", "train_seconds", "peak_memory_mb"} <= set(run.data.metrics)
 
 
@@ -115,8 +100,7 @@ def test_weights_match_one_device_at_the_same_global_batch(ddp_run_id, tmp_path)
     largest = max((two_state[k] - one_state[k]).abs().max().item() for k in trained)
     print(f"2 ranks vs 1 device: largest weight difference {largest:.2e}, B moved {moved:.2e}")
     assert largest < WEIGHT_TOLERANCE * moved
-    history = mlflow.MlflowClient().get_metric_history
-    scores = [[m.value for m in history(run, "Val_F1_Score")] for run in (ddp_run_id, one_device)]
+    scores = [list(by_step(run).values()) for run in (ddp_run_id, one_device)]
     print(f"Val_F1_Score per epoch, 2 ranks and 1 device: {scores}")
     assert max(abs(a - b) for a, b in zip(*scores, strict=True)) <= F1_TOLERANCE
 
@@ -139,8 +123,8 @@ def test_a_killed_ddp_run_resumes_on_its_devices_in_the_same_run(crashed_ddp_run
     assert logged_epochs(crashed_ddp_run_id) == logged_epochs(ddp_run_id)
 
     # Dropout off: the uninterrupted two-rank run's scores, epoch by epoch.
-    expected = val_f1_scores(ddp_run_id)
-    assert val_f1_scores(crashed_ddp_run_id) == pytest.approx(expected, abs=F1_TOLERANCE)
+    expected = list(by_step(ddp_run_id).values())
+    assert list(by_step(crashed_ddp_run_id).values()) == pytest.approx(expected, abs=F1_TOLERANCE)
 
 
 @pytest.fixture(scope="module")
@@ -153,15 +137,8 @@ def tracking_server(tmp_path_factory) -> Iterator[str]:
     command += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--workers", "1"]
     command += ["--artifacts-destination", str(folder / "artifacts")]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with (folder / "server.log").open("w+b") as log:
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        try:
-            wait_until_up(server, f"http://127.0.0.1:{port}", log)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop_ui(server)
+    with serving(command, f"http://127.0.0.1:{port}/health", env):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +190,7 @@ def test_torchrun_nodes_log_one_run_to_a_tracking_server(
     checkpoint, each (metric, step) once; the same two ranks' scores as the forked DDP run."""
     runs = experiment_runs()
     assert [(r.info.run_id, r.info.status) for r in runs] == [(torchrun_run_id, "FINISHED")]
-    scores = val_f1_scores(torchrun_run_id)
+    scores = list(by_step(torchrun_run_id).values())
     assert logged_epochs(torchrun_run_id) == list(range(len(scores)))
     run = mlflow.get_run(torchrun_run_id)
     assert {"Test_F1_Score", "train_seconds", "system/cpu_utilization_percentage"} <= set(
@@ -222,6 +199,7 @@ def test_torchrun_nodes_log_one_run_to_a_tracking_server(
     assert_each_step_logged_once(torchrun_run_id)
     best = int(run.data.tags["best_epoch"])
     mlflow.pytorch.load_checkpoint(TransformerModule, torchrun_run_id, epoch=best)
-    forked = val_f1_scores(ddp_run_id, tracking_store)  # trained first: fixtures go in order
+    # The forked run, trained first (fixtures go in order), in the test session's store.
+    forked = list(by_step(ddp_run_id, tracking_uri=tracking_store).values())
     print(f"Val_F1_Score per epoch, torchrun and forked ranks: {scores}, {forked}")
     assert scores == pytest.approx(forked, abs=F1_TOLERANCE)

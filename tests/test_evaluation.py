@@ -4,13 +4,14 @@ when the command line executed it on the smoke run."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from custom_module import notebooks
 from custom_module.evaluation import (
     SplitPredictions,
     build_report,
@@ -21,21 +22,37 @@ from custom_module.evaluation import (
     paired_bootstrap,
     recall_per_category,
 )
-from custom_module.notebook_helpers import read_results
 
 
 @pytest.fixture(scope="module")
-def scored(smoke_run_id):
-    return evaluate_run(smoke_run_id)
+def looked_up() -> Counter:
+    return Counter()
 
 
 @pytest.fixture(scope="module")
-def executed(smoke_run_id, tmp_path_factory):
+def scored(smoke_run_id, looked_up):
+    """`evaluate_run` on the smoke run, counting how often it looks the run up and lists its
+    artifacts (`looked_up`)."""
+    get_run, list_artifacts = mlflow.get_run, mlflow.MlflowClient.list_artifacts
+
+    def counted_get_run(*args, **kwargs):
+        looked_up["run"] += 1
+        return get_run(*args, **kwargs)
+
+    def counted_list_artifacts(self, *args, **kwargs):
+        looked_up["artifact listing"] += 1
+        return list_artifacts(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlflow, "get_run", counted_get_run)
+        patch.setattr(mlflow.MlflowClient, "list_artifacts", counted_list_artifacts)
+        return evaluate_run(smoke_run_id)
+
+
+@pytest.fixture(scope="module")
+def executed(evaluated_and_served, smoke_run_id):
     """Notebook 03 on the smoke run, executed by the command line that logged_report names."""
-    folder = tmp_path_factory.mktemp("evaluation")
-    notebooks.main(["--notebook", "03", "-p", "run_id", smoke_run_id, "--output", str(folder)])
-    path = folder / "03_checkpoint_evaluation.ipynb"
-    return {"results": read_results(path), "report": logged_report(smoke_run_id)}
+    return {"results": evaluated_and_served["03"], "report": logged_report(smoke_run_id)}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +77,12 @@ def test_every_logged_epoch_is_scored_and_matches_what_training_logged(scored, s
         assert row["val_f1"] == pytest.approx(logged[epoch], abs=1e-4)
     best = scored.epochs.loc[scored.best_epoch]
     assert best["test_f1"] == pytest.approx(smoke_run.data.metrics["Test_F1_Score"], abs=1e-4)
+
+
+def test_an_evaluation_looks_the_run_up_once_and_lists_its_checkpoints_once(scored, looked_up):
+    # The package's lookups (MLflow's `load_checkpoint` reads the run's tags once per epoch
+    # itself); listings: the checkpoints folder, then each epoch's folder in it.
+    assert looked_up == {"run": 1, "artifact listing": 1 + len(scored.epochs)}
 
 
 def test_the_kept_predictions_are_the_best_epoch_tagged_by_training(scored, smoke_run_id):

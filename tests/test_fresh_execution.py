@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import mlflow
 import pytest
+from run_layout import assert_each_step_logged_once, by_step
 from taught import (
     CPU_TOTAL_PARAMS,
     CPU_TRAINABLE_PARAMS,
@@ -90,8 +91,7 @@ def test_fresh_scores_are_within_the_seed_spread_of_the_committed_ones(training_
     metrics = training_run.data.metrics
     assert metrics["Test_F1_Score"] == pytest.approx(committed["f1"], abs=F1_TOLERANCE)
     assert metrics["Test_PR_AUC"] == pytest.approx(committed["pr_auc"], abs=PR_AUC_TOLERANCE)
-    history = mlflow.MlflowClient().get_metric_history(training_run.info.run_id, MONITOR)
-    assert [m.step for m in history] == list(range(len(history)))  # each epoch once, from 0
+    assert_each_step_logged_once(training_run.info.run_id)
 
 
 def test_fresh_evaluation_serves_a_threshold_its_evidence_supports(training_run):
@@ -170,12 +170,7 @@ def test_fresh_workshop_sweep_and_resume(workshop_store):
     assert list(table.index) == [2, 8, 32]
     assert (table[f"best {MONITOR}"] >= workshop_trivial_f1() + WORKSHOP_MARGIN).all()
     assert resumed_run.info.run_name == "crash and resume"
-    resumed = validation_f1_by_epoch(resumed_run.info.run_id)
-    uninterrupted = validation_f1_by_epoch(table.loc[8, "run_id"])
+    assert_each_step_logged_once(resumed_run.info.run_id)
+    resumed, uninterrupted = by_step(resumed_run.info.run_id), by_step(table.loc[8, "run_id"])
     assert list(resumed) == list(uninterrupted) == [0, 1]  # the preset's two epochs
     assert list(resumed.values()) == pytest.approx(list(uninterrupted.values()), abs=1e-4)
-
-
-def validation_f1_by_epoch(run_id: str) -> dict[int, float]:
-    history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
-    return {m.step: m.value for m in sorted(history, key=lambda m: m.step)}

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import mlflow
 import psutil
 import pytest
 
-from custom_module.serving import free_port, stop_process_group
+from custom_module.processes import free_port, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -28,26 +27,14 @@ pytestmark = [
 ]
 
 
-def get_json(url: str, timeout_s: float = 120.0) -> dict:
-    """The JSON at `url`, retried until the server that should answer it is up."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
 
 
-def start_make(target: str, **variables: str) -> subprocess.Popen:
-    """`make TARGET` in its own process group, so that stopping it reaches what it started."""
+def make(target: str, **variables: str) -> list[str]:
     command = ["make", "-s", "-C", str(REPO_ROOT), target]
-    command += [f"{name}={value}" for name, value in variables.items()]
-    return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    return command + [f"{name}={value}" for name, value in variables.items()]
 
 
 def kernel_interpreters(server: subprocess.Popen) -> list[str]:
@@ -58,18 +45,16 @@ def kernel_interpreters(server: subprocess.Popen) -> list[str]:
 
 def test_make_lab_serves_the_notebooks_with_the_repository_kernel():
     port, token = free_port(), "tutorial-test"
-    lab = start_make(
+    command = make(
         "lab", LAB_PORT=str(port), LAB_ARGS=f"--no-browser --IdentityProvider.token={token}"
     )
-    try:
-        base = f"http://127.0.0.1:{port}/api"
+    base = f"http://127.0.0.1:{port}/api"
+    with serving(command, f"{base}/contents?token={token}") as lab:
         contents = get_json(f"{base}/contents?token={token}")
         start = urllib.request.Request(f"{base}/kernels?token={token}", data=b"{}", method="POST")
         with urllib.request.urlopen(start, timeout=60) as response:
             assert response.status == 201  # a kernel of the default kind was started
         interpreters = kernel_interpreters(lab)
-    finally:
-        stop_process_group(lab)
     assert interpreters == [sys.executable]  # .venv's Python, the one the tests run with
     names = {item["name"] for item in contents["content"]}
     assert "02_peft_training.ipynb" in names  # it opens in notebooks/
@@ -79,10 +64,7 @@ def test_make_ui_shows_the_store_it_is_given(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment_id = mlflow.MlflowClient(tracking_uri=store).create_experiment("ui-check")
     port = free_port()
-    ui = start_make("ui", UI_STORE=store, UI_PORT=str(port))
-    try:
+    with serving(make("ui", UI_STORE=store, UI_PORT=str(port)), f"http://127.0.0.1:{port}/health"):
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get?experiment_id="
         experiment = get_json(url + experiment_id)["experiment"]
-    finally:
-        stop_process_group(ui)
     assert experiment["name"] == "ui-check"

@@ -10,8 +10,9 @@ import sys
 import papermill
 import pytest
 import refresh_notebooks
+from run_layout import command_line, failed_saying
 
-from custom_module.notebooks import (
+from custom_module.run_notebooks import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
     main,
@@ -109,16 +110,9 @@ def test_single_notebooks_are_chosen_by_prefix():
 
 @pytest.mark.notebook
 def test_a_failing_notebook_is_named_with_its_cell_and_exits_1(tmp_path, tracking_store):
-    result = subprocess.run(
-        [sys.executable, "-m", "custom_module.notebooks", "--output", str(tmp_path)]
-        + ["--notebook", "03", "-p", "run_id", "0" * 32],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 1
-    assert "03_checkpoint_evaluation.ipynb failed in cell" in result.stderr
-    assert "LookupError: No run" in result.stderr
+    arguments = ["--output", str(tmp_path), "--notebook", "03", "-p", "run_id", "0" * 32]
+    result = command_line("custom_module.run_notebooks", *arguments)
+    failed_saying(result, "03_checkpoint_evaluation.ipynb failed in cell", "LookupError: No run")
 
 
 def imported_after(statement: str) -> set[str]:

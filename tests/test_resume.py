@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import pytest
+from run_layout import assert_each_step_logged_once, by_step
 
 from custom_module.checkpoints import logged_epochs
 from custom_module.train import resume, train_then_kill
@@ -14,10 +15,6 @@ pytestmark = pytest.mark.notebook
 EXPERIMENT = "tests-resume"
 EPOCHS = 2  # the smoke preset's
 EPOCH_METRICS = ("Train_Loss", "Val_Loss", "Val_F1_Score", "Val_Precision", "Val_Recall")
-
-
-def history(run_id: str, name: str) -> list[tuple[int, float]]:
-    return sorted((m.step, m.value) for m in mlflow.MlflowClient().get_metric_history(run_id, name))
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +29,18 @@ def test_a_killed_run_is_left_running_with_a_checkpoint(crashed_run_id):
     run = mlflow.get_run(crashed_run_id)
     assert run.info.status == "RUNNING"
     assert logged_epochs(crashed_run_id) == [0]  # killed during epoch 1
-    assert len(history(crashed_run_id, "Val_F1_Score")) == 1
+    assert list(by_step(crashed_run_id)) == [0]
 
 
 def test_resumed_run_matches_an_uninterrupted_one(crashed_run_id, smoke_run_id):
     resumed_id = resume(crashed_run_id)
     assert resumed_id == crashed_run_id
     assert mlflow.get_run(resumed_id).info.status == "FINISHED"
+    assert_each_step_logged_once(resumed_id)  # every epoch once, though two processes logged
     for name in EPOCH_METRICS:
         # The session's smoke run had the same config and seed, and was never interrupted.
-        resumed, reference = history(resumed_id, name), history(smoke_run_id, name)
-        # Every epoch exactly once, with the same step numbering.
-        assert [step for step, _ in resumed] == list(range(EPOCHS)), name
-        assert [step for step, _ in reference] == list(range(EPOCHS)), name
+        resumed, reference = by_step(resumed_id, name), by_step(smoke_run_id, name)
+        assert list(resumed) == list(reference) == list(range(EPOCHS)), name
         # Same seed, data order, dropout masks (random states are checkpointed) and CPU kernels:
         # the arithmetic is identical, so only float32 rounding may differ.
-        for (_, got), (_, expected) in zip(resumed, reference, strict=True):
-            assert got == pytest.approx(expected, abs=1e-5), name
+        assert list(resumed.values()) == pytest.approx(list(reference.values()), abs=1e-5), name

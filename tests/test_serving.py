@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from contextlib import chdir
 from pathlib import Path
 
 import mlflow
@@ -17,15 +18,14 @@ import onnx
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from run_layout import TEST_MODEL_NAME
 from sklearn.metrics import f1_score
 from transformers import AutoConfig
 
-from custom_module import onnx_export, pyfunc_model, serving
+from custom_module import onnx_export, processes, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
-from custom_module.config import ONNX_FILES
 from custom_module.evaluation import logged_report, predict
-from custom_module.notebook_helpers import read_results
-from custom_module.notebooks import run_notebook
+from custom_module.processes import free_port
 from custom_module.pyfunc_model import BATCH_SIZES
 from custom_module.serving import (
     INPUT_EXAMPLE,
@@ -42,21 +42,13 @@ from custom_module.tracking import run_config
 from data import LexGlueDataModule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REGISTERED_NAME = "tests-unfair-tos"
-CHAMPION_URI = f"models:/{REGISTERED_NAME}@champion"
+CHAMPION_URI = f"models:/{TEST_MODEL_NAME}@champion"
 
 
 @pytest.fixture(scope="module")
-def logged(smoke_run_id, tmp_path_factory):
-    """Notebooks 03 and 04 executed on the smoke run: evaluated, logged, registered."""
-    folder = tmp_path_factory.mktemp("serving")
-    run_notebook("03_checkpoint_evaluation.ipynb", folder / "03.ipynb", {"run_id": smoke_run_id})
-    output = run_notebook(
-        "04_pyfunc_serving.ipynb",
-        folder / "04.ipynb",
-        {"run_id": smoke_run_id, "registered_name": REGISTERED_NAME},
-    )
-    return read_results(output)
+def logged(evaluated_and_served):
+    """What notebook 04 recorded when it logged, registered and promoted the smoke run's model."""
+    return evaluated_and_served["04"]
 
 
 @pytest.fixture(scope="module")
@@ -100,26 +92,15 @@ def assert_same_predictions(answer: pd.DataFrame, expected: pd.DataFrame) -> Non
     assert answer["label"].tolist() == expected["label"].tolist()
 
 
-def test_the_pyfunc_file_agrees_with_the_package_it_cannot_import():
-    # pyfunc_model.py runs without this repository, so it repeats these names: they must match.
-    assert set(BATCH_SIZES) == set(serving.RUNTIMES)
-    assert pyfunc_model.ONNX_FILES == ONNX_FILES
-    assert pyfunc_model.HEAD_FILE == serving.HEAD_FILE
-
-
-def test_notebook_merges_the_adapters_without_changing_the_logits(logged):
-    assert 0 <= logged["merge_difference"] <= 1e-5
-
-
 def test_first_model_becomes_champion_of_the_training_run(logged, smoke_run_id):
     assert logged["promoted"] is True
-    champion = champion_version(REGISTERED_NAME)
+    champion = champion_version(TEST_MODEL_NAME)
     assert int(champion.version) == logged["version"]
     assert champion.run_id == smoke_run_id
 
 
 def test_the_same_run_again_does_not_move_the_champion(logged, smoke_run_id):
-    version = mlflow.MlflowClient().get_model_version(REGISTERED_NAME, str(logged["version"]))
+    version = mlflow.MlflowClient().get_model_version(TEST_MODEL_NAME, str(logged["version"]))
     assert should_promote(version, [], np.array([]))[0] is False  # decided before any scoring
 
 
@@ -135,26 +116,26 @@ def test_an_equal_model_of_another_run_does_not_displace_the_champion(logged, cl
     """The champion's own model, registered again from a run of its own: the two answer the same
     clauses alike, and a tie keeps the champion."""
     client = mlflow.MlflowClient()
-    champion = champion_version(REGISTERED_NAME)
+    champion = champion_version(TEST_MODEL_NAME)
     with mlflow.start_run(run_name="challenger") as run:
         pass
     challenger = client.create_model_version(
-        REGISTERED_NAME, champion.source, run_id=run.info.run_id
+        TEST_MODEL_NAME, champion.source, run_id=run.info.run_id
     )
     truth = datamodule.categories["test"][: len(clauses)].any(axis=1)
     assert should_promote(challenger, clauses, truth)[0] is False
-    assert champion_version(REGISTERED_NAME).version == champion.version
+    assert champion_version(TEST_MODEL_NAME).version == champion.version
 
 
 def test_the_higher_f1_on_the_same_clauses_wins(logged, monkeypatch):
-    champion = champion_version(REGISTERED_NAME)
+    champion = champion_version(TEST_MODEL_NAME)
     challenger = mlflow.entities.model_registry.ModelVersion(
-        REGISTERED_NAME, "99", 0, run_id="1" * 32
+        TEST_MODEL_NAME, "99", 0, run_id="1" * 32
     )
-    scores = {f"models:/{REGISTERED_NAME}/{champion.version}": 0.70}
+    scores = {f"models:/{TEST_MODEL_NAME}/{champion.version}": 0.70}
     monkeypatch.setattr(serving, "served_f1", lambda uri, texts, truth: scores[uri])
     for score, expected in ((0.69, False), (0.70, False), (0.71, True)):
-        scores[f"models:/{REGISTERED_NAME}/99"] = score
+        scores[f"models:/{TEST_MODEL_NAME}/99"] = score
         assert should_promote(challenger, ["a clause"], np.array([1]))[0] is expected, score
 
 
@@ -383,22 +364,14 @@ def test_the_serving_commands_are_documented_as_make_serve():
 def test_make_serve_as_documented_answers_a_request_without_the_venv_activated(logged):
     """`make serve` from the repository's root, its venv's bin not on PATH (the shell a newcomer
     has), pointed at this test's store and model; then the documented request."""
-    port = serving.free_port()
-    path = path_without_the_venv()
+    port = free_port()
     overrides = [f"SERVE_MODEL={CHAMPION_URI}", f"SERVE_PORT={port}"]
     overrides.append(f"UI_STORE={mlflow.get_tracking_uri()}")
     command = [*documented_serve_commands()[0].split(), "--no-print-directory", *overrides]
-    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**os.environ, "PATH": path}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            serving.wait_until_ready(f"http://127.0.0.1:{port}", process, 180, Path(log.name))
-            payload = {"inputs": ["we may change these terms at any time ."]}
-            status, answer = post(f"http://127.0.0.1:{port}", payload)
-        finally:
-            serving.stop_process_group(process)
+    env = {**os.environ, "PATH": path_without_the_venv()}
+    with chdir(REPO_ROOT), processes.serving(command, f"http://127.0.0.1:{port}/ping", env):
+        payload = {"inputs": ["we may change these terms at any time ."]}
+        status, answer = post(f"http://127.0.0.1:{port}", payload)
     assert status == 200, answer
     assert answer["predictions"][0]["label"] in {"fair", "unfair"}
 

@@ -23,7 +23,7 @@ from taught import (
 )
 
 from custom_module.notebook_helpers import read_results
-from custom_module.notebooks import NOTEBOOK_DIR
+from custom_module.run_notebooks import NOTEBOOK_DIR
 
 
 def results(name: str) -> dict:

@@ -1,33 +1,31 @@
 """Training through notebook 02: what a run leaves in MLflow, presets, the command line.
 
-Notebook 02 is the one training code path; `python -m custom_module.train` executes it. The
-parity test runs both and compares what they log.
+Notebook 02 is the one training code path; `python -m custom_module.train` executes it, and the
+session's smoke run is made by that command line (conftest.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-from run_layout import artifact_paths, logged_layout
+from run_layout import artifact_paths, assert_each_step_logged_once, command_line, failed_saying
 
 from custom_module import runs
 from custom_module.config import ALL_LINEAR_TARGETS, PRESETS, preset
 from custom_module.module import TransformerModule
-from custom_module.notebooks import parse_value
+from custom_module.notebook_helpers import read_results
+from custom_module.run_notebooks import parse_value
 from custom_module.train import parse_args
 
 
-def test_run_has_a_checkpoint_for_every_epoch(smoke_run_id):
-    paths = artifact_paths(smoke_run_id, "checkpoints")
-    assert "checkpoints/epoch_0/checkpoint.pth" in paths
-    assert "checkpoints/epoch_1/checkpoint.pth" in paths
+def test_the_command_line_executed_notebook_02_into_a_finished_run(smoke_training, smoke_run):
+    assert smoke_run.info.status == "FINISHED" and smoke_run.info.run_name == "smoke"
+    assert read_results(smoke_training["notebook"])["run_id"] == smoke_training["run_id"]
 
 
 def test_run_logs_every_metric_per_epoch_and_test_once(smoke_run_id, smoke_run):
@@ -40,8 +38,11 @@ def test_run_logs_every_metric_per_epoch_and_test_once(smoke_run_id, smoke_run):
             assert stage + name in smoke_run.data.metrics
 
 
-def test_run_logs_system_metrics(smoke_run):
-    assert any(name.startswith("system/") for name in smoke_run.data.metrics)
+def test_run_samples_system_metrics_while_it_trains(smoke_run_id):
+    # Every second with the smoke preset: a training of several seconds has several samples.
+    table = runs.system_metrics(smoke_run_id)
+    assert set(runs.SYSTEM_METRICS.values()) <= set(table.columns)
+    assert len(table) >= 3
 
 
 def test_run_logs_module_hyperparameters_and_config(smoke_run_id, smoke_run):
@@ -98,12 +99,8 @@ def test_tensorboard_event_files_are_artifacts_and_add_no_mlflow_metric(smoke_ru
     assert scalars["epoch"] == "not in MLflow"  # Lightning's counter stays in TensorBoard
 
 
-def test_no_mlflow_metric_is_logged_twice_for_one_epoch(smoke_run_id, smoke_run):
-    client = mlflow.MlflowClient()
-    for name in smoke_run.data.metrics:
-        if not name.startswith("system/"):
-            steps = [m.step for m in client.get_metric_history(smoke_run_id, name)]
-            assert len(steps) == len(set(steps)), name
+def test_no_metric_is_logged_twice_for_one_step(smoke_run_id):
+    assert_each_step_logged_once(smoke_run_id)
 
 
 def test_load_checkpoint_of_epoch_0_gives_a_working_model(smoke_run_id):
@@ -215,41 +212,14 @@ def test_cli_rejects_an_option_the_notebook_does_not_take():
         parse_args(["--epochs", "3"])
 
 
-def test_cli_and_notebook_log_the_same_names_tags_and_checkpoint_layout(
-    smoke_training, tracking_store, tmp_path
-):
-    result = subprocess.run(
-        [sys.executable, "-m", "custom_module.train", "--preset", "smoke"]
-        + ["--experiment-name", "tests", "--run-name", "smoke"]
-        + ["--output", str(tmp_path / "02.ipynb")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,  # any folder: the store comes from MLFLOW_TRACKING_URI
-        timeout=600,
-        check=True,
-    )
-    cli_run_id = result.stdout.strip().splitlines()[-1].removeprefix("run_id: ")
-    assert mlflow.get_run(cli_run_id).info.status == "FINISHED"
-    assert (tmp_path / "02.ipynb").is_file()
-    cli, notebook = logged_layout(cli_run_id), smoke_training["layout"]
-    for part in ("params", "metrics", "tags", "artifacts"):
-        assert cli[part] == notebook[part], part
-    # The same config gives the same parameter values, seed included.
-    params = [mlflow.get_run(r).data.params for r in (cli_run_id, smoke_training["run_id"])]
-    assert params[0] == params[1]
-
-
 def test_cli_says_why_a_run_cannot_resume_and_exits_1(smoke_run_id, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "custom_module.train", "--resume", smoke_run_id]
-        + ["--output", str(tmp_path / "02.ipynb")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    output = ["--output", str(tmp_path / "02.ipynb")]
+    result = command_line("custom_module.train", "--resume", smoke_run_id, *output)
+    failed_saying(
+        result,
+        "02_peft_training.ipynb failed in cell",
+        "already finished; there is nothing to resume",
     )
-    assert result.returncode == 1
-    assert "02_peft_training.ipynb failed in cell" in result.stderr
-    assert "already finished; there is nothing to resume" in result.stderr
 
 
 @pytest.mark.notebook
@@ -268,12 +238,6 @@ def test_cli_says_why_a_run_cannot_resume_and_exits_1(smoke_run_id, tmp_path):
     ids=["a typo", "a field given twice"],
 )
 def test_cli_config_overrides_reach_the_preset_and_a_bad_one_is_named(tmp_path, arguments, error):
-    result = subprocess.run(
-        [sys.executable, "-m", "custom_module.train", "--preset", "smoke", *arguments]
-        + ["--output", str(tmp_path / "02.ipynb")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 1
-    assert error in result.stderr
+    output = ["--output", str(tmp_path / "02.ipynb")]
+    result = command_line("custom_module.train", "--preset", "smoke", *arguments, *output)
+    failed_saying(result, error)

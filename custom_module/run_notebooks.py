@@ -1,7 +1,7 @@
 """Execute the tutorial notebooks with papermill: one code path for notebooks and command lines.
 
-    python -m custom_module.notebooks --preset smoke              # all of them, into output/
-    python -m custom_module.notebooks --notebook 02 -p max_epochs 2 -p seed 7
+    python -m custom_module.run_notebooks --preset smoke              # all of them, into output/
+    python -m custom_module.run_notebooks --notebook 02 -p max_epochs 2 -p seed 7
 
 Each parameter goes to every notebook that declares it; one that none declares is refused."""
 

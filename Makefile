@@ -16,7 +16,7 @@ ifneq ($(strip $(LEXGLUE_PATH)),)
 export HF_DATASETS_OFFLINE ?= 1
 endif
 
-.PHONY: setup lab ui serve tutorial notebooks test test-fast lint test-package test-notebooks-02-04-06 test-notebooks-01-05
+.PHONY: setup lab ui serve tutorial notebooks test test-fast lint test-package $(LANES)
 
 setup: $(VENV)/.installed
 
@@ -94,13 +94,14 @@ lint: setup
 # by nbval log to scratch stores that are deleted afterwards. After nbval,
 # tests/test_fresh_execution.py checks the numbers those fresh runs logged there.
 #
-# Three jobs run at once, each with a third of the cores: pytest, and nbval in two lanes (02-04,
-# which use the run 02 trains, then 06's comparison; 01 and 05's workshop sweep), each lane with
-# its own store (sqlite takes one writer at a time). Most of each job is single-threaded (imports,
-# kernels, servers), and one 2-thread training is only 1.6x as fast as a 1-thread one, so on 2
-# cores three jobs side by side get through the work faster than one after the other. Each job
-# lists its slowest tests or cells.
-THREADS_PER_JOB := $(shell python3 -c "import os; print(max(1, os.cpu_count() // 3))")
+# Four jobs run at once, each with a quarter of the cores: pytest, and nbval in three lanes, each
+# with its own store (sqlite takes one writer at a time): 02 then 03-04 (which use the run 02
+# trains), 01 then 05 (the workshop sweep and resume), and 06 (its comparison of methods trains its
+# own runs). Most of each job is single-threaded (imports, kernels, servers), and one 2-thread
+# training is only 1.6x as fast as a 1-thread one, so on 2 cores jobs side by side get through
+# the work sooner than one after the other. Each job lists its slowest tests or cells.
+LANES = test-notebooks-02-04 test-notebooks-01-05 test-notebooks-06
+THREADS_PER_JOB := $(shell python3 -c "import os; print(max(1, os.cpu_count() // 4))")
 ONE_JOB = OMP_NUM_THREADS=$(THREADS_PER_JOB)
 PYTEST = $(PYTHON) -m pytest -p no:cacheprovider --durations=8
 NBVAL = $(PYTEST) --nbval --nbval-sanitize-with nbval_sanitize.cfg --nbval-current-env
@@ -110,10 +111,11 @@ LANE_STORE = MLFLOW_TRACKING_URI=sqlite:///$(SCRATCH)/$@/mlflow.db
 # Lint runs last, so a formatting nit cannot hide the test results; it still fails the run.
 test: setup
 	scratch=$$(mktemp -d) && \
-	$(MAKE) --no-print-directory -j3 --output-sync=target SCRATCH=$$scratch \
-		test-notebooks-02-04-06 test-notebooks-01-05 test-package && \
-	FRESH_STORE=sqlite:///$$scratch/test-notebooks-02-04-06/mlflow.db \
+	$(MAKE) --no-print-directory -j4 --output-sync=target SCRATCH=$$scratch \
+		$(LANES) test-package && \
+	FRESH_STORE=sqlite:///$$scratch/test-notebooks-02-04/mlflow.db \
 	FRESH_WORKSHOP_STORE=sqlite:///$$scratch/test-notebooks-01-05/mlflow.db \
+	FRESH_METHODS_STORE=sqlite:///$$scratch/test-notebooks-06/mlflow.db \
 		$(PYTEST) tests/test_fresh_execution.py; \
 	status=$$?; rm -rf $$scratch; \
 	$(MAKE) --no-print-directory lint; lint=$$?; \
@@ -123,16 +125,16 @@ test: setup
 test-fast: setup
 	$(PYTEST) -m "not slow and not notebook" tests
 
-# The three jobs of `make test` (SCRATCH: the folder the notebooks' stores go in).
+# The four jobs of `make test` (SCRATCH: the folder the notebooks' stores go in).
 test-package:
 	$(ONE_JOB) $(PYTEST) tests
 
-# Notebooks 03 and 04 start when the other two jobs are about done: they get every core, and so
-# does 06's comparison of methods after them.
-test-notebooks-02-04-06:
+test-notebooks-02-04:
 	mkdir -p $(SCRATCH)/$@ && $(LANE_STORE) $(ONE_JOB) $(NBVAL) notebooks/02_*.ipynb
-	$(LANE_STORE) $(NBVAL) notebooks/03_*.ipynb notebooks/04_*.ipynb
-	$(LANE_STORE) $(NBVAL) notebooks/06_*.ipynb
+	$(LANE_STORE) $(ONE_JOB) $(NBVAL) notebooks/03_*.ipynb notebooks/04_*.ipynb
 
 test-notebooks-01-05:
 	mkdir -p $(SCRATCH)/$@ && $(LANE_STORE) $(ONE_JOB) $(NBVAL) notebooks/01_*.ipynb notebooks/05_*.ipynb
+
+test-notebooks-06:
+	mkdir -p $(SCRATCH)/$@ && $(LANE_STORE) $(ONE_JOB) $(NBVAL) notebooks/06_*.ipynb

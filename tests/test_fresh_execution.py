@@ -1,6 +1,6 @@
 """The numbers the notebooks teach, checked on a fresh execution of them: the runs that nbval's
 re-execution just logged to its scratch stores (`make test` points `FRESH_STORE` at the store of
-notebooks 02-04 and 06, and `FRESH_WORKSHOP_STORE` at the one of 01 and 05).
+notebooks 02-04, `FRESH_WORKSHOP_STORE` at the one of 01 and 05, `FRESH_METHODS_STORE` at 06's).
 
 Without `FRESH_STORE` these checks are skipped: a plain `pytest tests` has no fresh execution to
 read. Each check allows what a new seed or another machine moves (see `taught.py`).
@@ -37,8 +37,9 @@ from custom_module.runs import child_runs, sweep_table
 from custom_module.tracking import latest_finished_run, registered_model_name
 
 FRESH_STORE = os.environ.get("FRESH_STORE")
-# `make test` re-runs notebooks 01 and 05 beside 02-04 and 06, each group with a store of its own.
+# `make test` re-runs notebooks 01 and 05, and 06, beside 02-04, each group with a store of its own.
 FRESH_WORKSHOP_STORE = os.environ.get("FRESH_WORKSHOP_STORE", FRESH_STORE)
+FRESH_METHODS_STORE = os.environ.get("FRESH_METHODS_STORE", FRESH_STORE)
 pytestmark = pytest.mark.skipif(not FRESH_STORE, reason="no fresh execution: FRESH_STORE unset")
 
 
@@ -133,7 +134,7 @@ def test_fresh_served_model_shows_notebook_03s_test_scores_on_its_page(training_
         assert metrics[f"test_{name}"].value == pytest.approx(served[name], abs=1e-4), name
 
 
-def test_fresh_comparison_of_methods_has_a_child_per_method_with_its_costs():
+def test_fresh_comparison_of_methods_has_a_child_per_method_with_its_costs(methods_store):
     experiment = mlflow.get_experiment_by_name("lexglue-unfair-tos-methods")  # notebook 06's
     (parent,) = mlflow.search_runs(
         [experiment.experiment_id],
@@ -156,6 +157,13 @@ def test_fresh_comparison_of_methods_has_a_child_per_method_with_its_costs():
 def workshop_store():
     """Notebooks 01 and 05's store, for as long as one check runs."""
     with tracking_store(FRESH_WORKSHOP_STORE):
+        yield
+
+
+@pytest.fixture
+def methods_store():
+    """Notebook 06's store, for as long as one check runs."""
+    with tracking_store(FRESH_METHODS_STORE):
         yield
 
 

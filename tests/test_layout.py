@@ -8,7 +8,10 @@ too), so a lazy import cannot hide a circle.
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "custom_module"
@@ -103,3 +106,34 @@ def test_the_package_stays_thin():
     lines = sum(len(path.read_text().splitlines()) for path in paths)
     assert lines <= MAX_PACKAGE_LINES, f"custom_module/ and data.py have {lines} lines"
     assert not (PACKAGE / "data.py").exists()  # one data module, where the blog has it
+
+
+def string_constants(source: str) -> set[str]:
+    """The string literals of Python source; IPython's `%` and `!` lines read as `pass`."""
+    lines = source.splitlines()
+    magics = {i for i, line in enumerate(lines) if line.lstrip()[:1] in {"%", "!"}}
+    for i in magics:
+        lines[i] = lines[i][: len(lines[i]) - len(lines[i].lstrip())] + "pass"
+    tree = ast.parse("\n".join(lines))
+    return {
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    }
+
+
+@pytest.mark.parametrize(
+    ("fact", "home"),
+    [
+        ("Val_F1_Score", "config.py"),
+        ("mlflow.parentRunId", "tracking.py"),
+        ("sqlite:///", "tracking.py"),
+    ],
+    ids=["MONITOR", "PARENT_TAG", "SQLITE_PREFIX"],
+)
+def test_a_name_is_spelled_in_its_home_and_imported_everywhere_else(fact, home):
+    modules = [*PACKAGE.glob("*.py"), DATA]
+    spelled = [p.name for p in modules if any(fact in s for s in string_constants(p.read_text()))]
+    assert spelled == [home]
+    for notebook in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        assert not any(fact in s for cell in code for s in string_constants(cell)), notebook.name

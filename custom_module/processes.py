@@ -23,17 +23,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(
-    command: list[str], url: str, env: dict | None = None, timeout: float = 180
-) -> Iterator[subprocess.Popen]:
-    """Run `command`, a server, while the block runs, from when `url` answers 200; its output
-    goes to a file, quoted if it exits or never answers."""
+def serving(command: list[str], url: str, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """Run `command`, a server, while the block runs, from when `url` answers 200 (within 3 min);
+    its output goes to a file, quoted if it exits or never answers."""
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         try:
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + 180
             while True:
                 with suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
                     if response.status == 200:
@@ -49,14 +47,14 @@ def serving(
             stop(server)
 
 
-def stop(process: subprocess.Popen, grace_seconds: float = 30) -> None:
-    """SIGTERM the process group `process` leads (started with `start_new_session`), let it finish
-    what it serves, then `ensure_gone` what it started."""
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group `process` leads (started with `start_new_session`), give it 30 s
+    to finish what it serves, then `ensure_gone` what it started."""
     started = family(process)
     with suppress(ProcessLookupError):  # the group is gone when the server failed to start
         os.killpg(process.pid, signal.SIGTERM)
     with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_seconds)
+        process.wait(timeout=30)
     ensure_gone(started, " ".join(map(str, process.args[:4])))
 
 

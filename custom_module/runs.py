@@ -87,17 +87,19 @@ def child_runs(parent_run_id: str) -> list[Run]:
     return children
 
 
-def checkpoint_megabytes(run_id: str, epoch: int) -> float:
+def checkpoint_megabytes(run: str | Run, epoch: int) -> float:
     """Size of the run's checkpoint file of `epoch`, in MB."""
-    path = checkpoint_paths(run_id)[epoch]
-    folder = path.rsplit("/", 1)[0]
-    sizes = {f.path: f.file_size for f in mlflow.MlflowClient().list_artifacts(run_id, folder)}
+    run = get_run(run)
+    path = checkpoint_paths(run)[epoch]
+    folder, client = path.rsplit("/", 1)[0], mlflow.MlflowClient()
+    sizes = {f.path: f.file_size for f in client.list_artifacts(run.info.run_id, folder)}
     return round(sizes[path] / 1e6, 2)
 
 
 def best_validation(run: str | Run) -> tuple[int, float]:
     """The run's tagged best epoch, and its validation F1 after that epoch."""
-    best_epoch, run_id = tagged_best_epoch(run), get_run(run).info.run_id
+    run = get_run(run)
+    best_epoch, run_id = tagged_best_epoch(run), run.info.run_id
     history = mlflow.MlflowClient().get_metric_history(run_id, MONITOR)
     return best_epoch, next(m.value for m in history if m.step == best_epoch)
 
@@ -106,18 +108,17 @@ def sweep_table(parent_run_id: str, parameter: str = "r") -> pd.DataFrame:
     """Per child run, by its value of the numeric setting `parameter`: size, best epoch, scores."""
     rows = []
     for run in child_runs(parent_run_id):
-        run_id = run.info.run_id
         best_epoch, best_f1 = best_validation(run)
         rows.append(
             {
                 parameter: run.data.params[f"config.{parameter}"],
                 "trainable params": int(run.data.params["trainable_params"]),
-                "checkpoint MB": checkpoint_megabytes(run_id, best_epoch),
+                "checkpoint MB": checkpoint_megabytes(run, best_epoch),
                 "best epoch": best_epoch,
                 f"best {MONITOR}": round(best_f1, 3),
                 "Test_F1_Score": round(run.data.metrics["Test_F1_Score"], 3),
                 "minutes": round((run.info.end_time - run.info.start_time) / 60_000, 1),
-                "run_id": run_id,
+                "run_id": run.info.run_id,
             }
         )
     table = pd.DataFrame(rows)

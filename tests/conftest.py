@@ -15,7 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from run_layout import TEST_MODEL_NAME, command_line
+from run_layout import TEST_MODEL_NAME, command_line, printed_run_id
 
 from custom_module import run_notebooks
 from custom_module.notebook_helpers import read_results
@@ -63,7 +63,7 @@ def smoke_training(tracking_store: str, tmp_path_factory: pytest.TempPathFactory
     arguments = ["--preset", "smoke", "--experiment-name", "tests", "--run-name", "smoke"]
     done = command_line("custom_module.train", *arguments, "--output", str(notebook), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"notebook": notebook, "run_id": done.stdout.split("run_id: ")[-1].split()[0]}
+    return {"notebook": notebook, "run_id": printed_run_id(done.stdout)}
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +81,12 @@ def evaluated_and_served(smoke_run_id: str, tmp_path_factory: pytest.TempPathFac
     """Notebooks 03 and 04 executed on the smoke run by the command line (docs/serving.md): its
     evaluation logged, its pyfunc registered as TEST_MODEL_NAME. Each notebook's recorded
     results, by its number."""
-    folder = tmp_path_factory.mktemp("evaluated")
-    parameters = ["-p", "run_id", smoke_run_id, "-p", "registered_name", TEST_MODEL_NAME]
-    run_notebooks.main(
-        ["--notebook", "03", "--notebook", "04", *parameters, "--output", str(folder)]
-    )
-    executed = {name[:2]: folder / name for name in run_notebooks.NOTEBOOKS[2:4]}
-    return {number: read_results(path) for number, path in executed.items()}
+    folder, numbers = tmp_path_factory.mktemp("evaluated"), ["03", "04"]
+    arguments = [f"--notebook={number}" for number in numbers] + ["--output", str(folder)]
+    arguments += ["-p", "run_id", smoke_run_id, "-p", "registered_name", TEST_MODEL_NAME]
+    run_notebooks.main(arguments)
+    names = run_notebooks.select_notebooks(numbers)
+    return {name[:2]: read_results(folder / name) for name in names}
 
 
 @pytest.fixture(scope="session", autouse=True)

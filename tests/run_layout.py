@@ -10,6 +10,7 @@ from collections import Counter
 import mlflow
 
 from custom_module.config import MONITOR
+from custom_module.processes import kill_tree
 
 # What notebook 04 registers in the test store (conftest.py's `evaluated_and_served`).
 TEST_MODEL_NAME = "tests-unfair-tos"
@@ -17,9 +18,21 @@ TEST_MODEL_NAME = "tests-unfair-tos"
 
 def command_line(module: str, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m module arguments` in another process (with this test session's environment and
-    store), its output captured as text."""
+    store), its output captured as text. On a hang it kills the process with everything below it
+    (papermill's kernel, DDP's ranks), so that nothing is left running."""
     command = [sys.executable, "-m", module, *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(process)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def printed_run_id(output: str) -> str:
+    """The run id `python -m custom_module.train` prints last (`run_id: ...`)."""
+    return output.split("run_id: ")[-1].split()[0]
 
 
 def failed_saying(result: subprocess.CompletedProcess, *messages: str) -> None:

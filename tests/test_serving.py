@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from contextlib import chdir
 from pathlib import Path
 
 import mlflow
@@ -25,7 +24,6 @@ from transformers import AutoConfig
 from custom_module import onnx_export, processes, serving
 from custom_module.checkpoints import load_epoch, tagged_best_epoch
 from custom_module.evaluation import logged_report, predict
-from custom_module.processes import free_port
 from custom_module.pyfunc_model import BATCH_SIZES
 from custom_module.serving import (
     INPUT_EXAMPLE,
@@ -364,12 +362,13 @@ def test_the_serving_commands_are_documented_as_make_serve():
 def test_make_serve_as_documented_answers_a_request_without_the_venv_activated(logged):
     """`make serve` from the repository's root, its venv's bin not on PATH (the shell a newcomer
     has), pointed at this test's store and model; then the documented request."""
-    port = free_port()
+    port = processes.free_port()
     overrides = [f"SERVE_MODEL={CHAMPION_URI}", f"SERVE_PORT={port}"]
     overrides.append(f"UI_STORE={mlflow.get_tracking_uri()}")
-    command = [*documented_serve_commands()[0].split(), "--no-print-directory", *overrides]
+    make = ["-C", str(REPO_ROOT), "--no-print-directory"]  # from the repository's root
+    command = [*documented_serve_commands()[0].split(), *make, *overrides]
     env = {**os.environ, "PATH": path_without_the_venv()}
-    with chdir(REPO_ROOT), processes.serving(command, f"http://127.0.0.1:{port}/ping", env):
+    with processes.serving(command, f"http://127.0.0.1:{port}/ping", env):
         payload = {"inputs": ["we may change these terms at any time ."]}
         status, answer = post(f"http://127.0.0.1:{port}", payload)
     assert status == 200, answer

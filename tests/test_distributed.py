@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import mlflow
 import pytest
-from run_layout import assert_each_step_logged_once, by_step, command_line, printed_run_id
+from run_layout import assert_each_step_logged_once, by_step
 
 from custom_module.checkpoints import logged_epochs
 from custom_module.module import TransformerModule
@@ -40,11 +40,17 @@ F1_TOLERANCE = 0.02
 def ddp_run_id(tracking_store, tmp_path_factory) -> str:
     """The command line, as the issue asks for it, into the test session's scratch store."""
     output = tmp_path_factory.mktemp("ddp") / "02_peft_training.ipynb"
-    arguments = ["--preset", "smoke", "--devices", "2", "--experiment-name", EXPERIMENT]
-    arguments += ["--output", str(output), "--config-overrides", repr(NO_DROPOUT)]
-    done = command_line("custom_module.train", *arguments, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return printed_run_id(done.stdout)
+    command = [sys.executable, "-m", "custom_module.train", "--preset", "smoke", "--devices", "2"]
+    command += ["--experiment-name", EXPERIMENT, "--output", str(output)]
+    command += ["--config-overrides", repr(NO_DROPOUT)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        kill_tree(process)  # the kernel and its ranks with it: a hang leaves nothing running
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout.split("run_id: ")[1].split()[0]
 
 
 def experiment_runs() -> list:
@@ -165,7 +171,7 @@ def torchrun_run_id(tracking_server, tmp_path_factory) -> Iterator[str]:
     printed = [log.read_text() for log in logs]
     for node, text in zip(nodes, printed, strict=True):
         assert node.returncode == 0, text[-3000:]
-    run_ids = [printed_run_id(text) for text in printed]
+    run_ids = [text.split("run_id: ")[1].split()[0] for text in printed]
     assert run_ids[0] == run_ids[1]  # rank 1 read its results from rank 0's run
     assert (output.parent / f"rank1_{output.name}").is_file()  # each rank its own copy
     previous = mlflow.get_tracking_uri()
